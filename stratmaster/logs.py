@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 _service: contextvars.ContextVar[str | None] = contextvars.ContextVar("service", default=None)
 
-# Accept what common proxies and clients send (uuids, hex, dotted/dashed tokens), but
-# never let a header smuggle newlines or megabytes into our logs.
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Accept what clients and proxies send (Serve's proxy echoes any value verbatim, so we
+# must log the same one), but never control characters or kilobytes of it.
+_VALID_ID = re.compile(r"^[\x20-\x7e]{1,200}$")
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

@@ -1,0 +1,1 @@
+"""Local Ray cluster lifecycle and job submission."""

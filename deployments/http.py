@@ -1,0 +1,171 @@
+"""The one middleware stack every public ingress shares.
+
+`create_api()` returns a FastAPI app with, in this order around every request:
+correlation id (from `X-Request-ID` or generated, echoed back, bound to every log line),
+edge metrics (latency histogram and request count by route template and status class),
+an access-log line, and the JSON error format. `require_principal` is the bearer-token
+dependency that protected routers declare. Nothing here knows which service it serves,
+so the gateway and the five services behave identically at the edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stratmaster.identity import AuthenticationError, Principal, TokenVerifier, parse_bearer
+from stratmaster.logs import correlation_scope, current_correlation_id
+from stratmaster.telemetry import NULL, Counter, Histogram, status_class
+
+log = logging.getLogger("stratmaster.http")
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class APIError(Exception):
+    """An error with a status and a stable machine-readable code, rendered as JSON."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message,
+                            "correlation_id": current_correlation_id()}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def _error_response(status: int, code: str, message: str, details: Any = None,
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, code, message, details), status_code=status, headers=headers)
+
+
+_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+          415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests",
+          503: "unavailable", 504: "timeout"}
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, APIError)
+    return _error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return _error_response(exc.status_code, _CODES.get(exc.status_code, "error"), message,
+                           headers=getattr(exc, "headers", None))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [{"location": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+    summary = "; ".join(f"{p['location']}: {p['problem']}" for p in problems[:5])
+    return _error_response(422, "invalid_request", f"invalid request: {summary}", problems)
+
+
+async def _on_authentication_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthenticationError)
+    return _error_response(401, "unauthenticated", exc.reason,
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+@dataclass(frozen=True)
+class EdgeMetrics:
+    """Instruments the edge records into; a replica puts real ones on `app.state`."""
+
+    requests: Counter = NULL
+    duration: Histogram = NULL
+
+
+NO_METRICS = EdgeMetrics()
+
+
+class EdgeMiddleware:
+    """Correlation id, metrics and access log for every HTTP request (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode())
+        started = time.perf_counter()
+        status = 500
+        started_response = False
+        with correlation_scope(incoming.decode("latin-1") if incoming else None) as cid:
+            # Behind Serve's proxy the header is echoed by the proxy itself.
+            echo = not getattr(scope["app"].state, "proxy_echoes_request_id", False)
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status, started_response
+                if message["type"] == "http.response.start":
+                    started_response = True
+                    status = message["status"]
+                if message["type"] == "http.response.start" and echo:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER.encode()]
+                    headers.append((REQUEST_ID_HEADER.encode(), cid.encode()))
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                # The traceback goes to the log under this correlation id; the client
+                # gets the id, never the internals.
+                log.exception("unhandled error", extra={"path": scope["path"]})
+                if started_response:
+                    raise
+                await _error_response(500, "internal_error", "internal error; quote the correlation id "
+                                      "when reporting it")(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = scope.get("route")
+                template = (scope.get("root_path", "") + route.path) if route is not None and hasattr(route, "path") else "unmatched"
+                tags = {"service": self.service, "route": template, "method": scope["method"],
+                        "status_class": status_class(status)}
+                metrics: EdgeMetrics = getattr(scope["app"].state, "edge_metrics", NO_METRICS)
+                metrics.requests.inc(1.0, tags)
+                metrics.duration.observe(elapsed, tags)
+                log.info("request", extra={"method": scope["method"], "path": scope.get("root_path", "") + scope["path"],
+                                           "route": template, "status": status,
+                                           "duration_ms": round(elapsed * 1000, 2)})
+
+
+def create_api(service: str, *, title: str, description: str, version: str,
+               **fastapi_kwargs: Any) -> FastAPI:
+    """A FastAPI app with the shared stack installed; routes are the caller's."""
+    api = FastAPI(title=title, description=description, version=version, **fastapi_kwargs)
+    api.add_exception_handler(APIError, _on_api_error)
+    api.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    api.add_exception_handler(RequestValidationError, _on_validation_error)
+    api.add_exception_handler(AuthenticationError, _on_authentication_error)
+    api.add_middleware(EdgeMiddleware, service=service)
+    api.state.service = service
+    return api
+
+
+def require_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller, or 401 (raised as AuthenticationError)."""
+    verifier: TokenVerifier | None = getattr(request.app.state, "verifier", None)
+    if verifier is None:
+        raise APIError(503, "unavailable", "token verification is not ready")
+    token = parse_bearer(request.headers.get("authorization"))
+    principal = verifier.verify(token)
+    request.state.principal = principal
+    return principal
+

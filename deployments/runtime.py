@@ -1,0 +1,54 @@
+"""What every ingress replica sets up once: settings, JSON logs, token verifier, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import FastAPI
+from ray import serve
+
+from deployments.http import EdgeMetrics
+from deployments.ray_metrics import instrument
+from stratmaster import __version__
+from stratmaster.identity import create_verifier
+from stratmaster.logs import configure_logging
+from stratmaster.settings import Settings, get_settings
+from stratmaster.telemetry import HTTP_REQUEST_DURATION, HTTP_REQUESTS
+
+log = logging.getLogger("stratmaster.runtime")
+
+
+class ReplicaRuntime:
+    """Per-replica context shared by routes (via `app.state.runtime`) and handle methods."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.started_at = time.time()
+        # A malformed variable raises ConfigurationError here: the replica fails to
+        # start and Serve reports the message, naming the variable, as the deploy error.
+        self.settings: Settings = get_settings()
+        configure_logging(service, self.settings.log_level)
+        self.verifier = create_verifier(self.settings)
+        self.edge_metrics = EdgeMetrics(instrument(HTTP_REQUESTS), instrument(HTTP_REQUEST_DURATION))
+        log.info("replica started", extra={"version": __version__, "replica": self.replica_id(),
+                                           "backends": self.settings.backends()})
+
+    def attach(self, app: FastAPI) -> FastAPI:
+        """Give an app built for this replica what the shared stack reads from its state."""
+        app.state.runtime = self
+        app.state.verifier = self.verifier
+        app.state.edge_metrics = self.edge_metrics
+        # Serve's proxy takes X-Request-ID as its request id and echoes it in the response.
+        app.state.proxy_echoes_request_id = True
+        return app
+
+    @staticmethod
+    def replica_id() -> str:
+        try:
+            return serve.get_replica_context().replica_id.unique_id
+        except RuntimeError:  # outside a replica (unit tests)
+            return "local"
+
+    def uptime_s(self) -> float:
+        return round(time.time() - self.started_at, 3)

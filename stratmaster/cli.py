@@ -1,0 +1,131 @@
+"""`stratmaster` command line: up, status, token, migrate.
+
+`up` is the only command that touches Ray; it imports the cluster glue lazily so that
+`token`, `status` and `migrate` start instantly and work without a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from stratmaster.settings import ConfigurationError, Settings, load_settings
+
+
+def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from cluster.local import PlatformStartError, start_platform
+    from stratmaster.logs import configure_logging
+
+    configure_logging("cli", settings.log_level)
+    print(f"starting StratMaster on {settings.http_host}:{settings.http_port} "
+          f"(backends: {json.dumps({k: v['backend'] for k, v in settings.backends().items()})})", flush=True)
+    try:
+        platform = start_platform(settings, config_path=args.config, migrate=not args.no_migrate,
+                                  dashboard=not args.no_dashboard, timeout_s=args.timeout)
+    except PlatformStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({
+        "status": "healthy", "healthy_after_s": platform.healthy_after_s, "url": platform.base_url,
+        "docs": f"{platform.base_url}/docs", "metrics": platform.metrics_url,
+        "dashboard": platform.dashboard_url, "ray_session": str(platform.session_dir),
+    }), flush=True)
+    print("get a token with: stratmaster token --tenant acme --role analyst; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("shutting down ...", flush=True)
+    platform.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+
+    base = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    report: dict[str, object] = {"url": base}
+    healthy = True
+    for path in ("/healthz", "/health/database", "/health/redis", "/health/services"):
+        try:
+            answer = httpx.get(base + path, timeout=args.timeout)
+            report[path] = answer.json()
+            healthy &= answer.status_code == 200
+        except (httpx.HTTPError, ValueError) as exc:
+            report[path] = {"status": "unreachable", "detail": str(exc)}
+            healthy = False
+    report["status"] = "healthy" if healthy else "unhealthy"
+    print(json.dumps(report, indent=2))
+    return 0 if healthy else 1
+
+
+def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from stratmaster.identity import LocalIssuer
+
+    if settings.keycloak_url:
+        print("error: KEYCLOAK_URL is set; tokens come from Keycloak, not the local issuer", file=sys.stderr)
+        return 2
+    issuer = LocalIssuer(settings.keys_dir, audience=settings.token_audience)
+    try:
+        token = issuer.issue(subject=args.subject or f"{args.tenant}-{args.role[0]}", tenant=args.tenant,
+                             roles=tuple(args.role), ttl_s=args.ttl or settings.token_ttl_s)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from stratmaster.db.migrate import run_migrate_command
+
+    return run_migrate_command(args.migrate_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stratmaster", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start local Ray + every Serve application; foreground until Ctrl-C")
+    up.add_argument("--config", type=Path, default=None, help="Serve config (default configs/serve.yaml)")
+    up.add_argument("--no-migrate", action="store_true", help="skip database migrations before start")
+    up.add_argument("--no-dashboard", action="store_true", help="start Ray without its dashboard (no job submission)")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for healthy")
+    up.set_defaults(run=_cmd_up)
+
+    status = commands.add_parser("status", help="health of a running platform")
+    status.add_argument("--url", default=None, help="gateway URL (default from settings)")
+    status.add_argument("--timeout", type=float, default=10.0)
+    status.set_defaults(run=_cmd_status)
+
+    token = commands.add_parser("token", help="print a token signed by the local issuer")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--role", action="append", required=True, help="repeatable: admin, analyst, viewer, service")
+    token.add_argument("--subject", default=None, help="default: <tenant>-<first role>")
+    token.add_argument("--ttl", type=int, default=None, help="seconds (default STRATMASTER_TOKEN_TTL_S)")
+    token.set_defaults(run=_cmd_token)
+
+    migrate = commands.add_parser("migrate", help="database migrations: upgrade | status | downgrade")
+    migrate.add_argument("migrate_args", nargs=argparse.REMAINDER)
+    migrate.set_defaults(run=_cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return args.run(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
