@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -135,15 +136,15 @@ class EdgeMiddleware:
             finally:
                 elapsed = time.perf_counter() - started
                 route = scope.get("route")
-                template = (scope.get("root_path", "") + route.path) if route is not None and hasattr(route, "path") else "unmatched"
+                path = getattr(route, "path", None)
+                template = scope.get("root_path", "") + path if path is not None else "unmatched"
                 tags = {"service": self.service, "route": template, "method": scope["method"],
                         "status_class": status_class(status)}
                 metrics: EdgeMetrics = getattr(scope["app"].state, "edge_metrics", NO_METRICS)
                 metrics.requests.inc(1.0, tags)
                 metrics.duration.observe(elapsed, tags)
-                log.info("request", extra={"method": scope["method"], "path": scope.get("root_path", "") + scope["path"],
-                                           "route": template, "status": status,
-                                           "duration_ms": round(elapsed * 1000, 2)})
+                log.info("request", extra={"method": scope["method"], "path": scope["path"], "route": template,
+                                           "status": status, "duration_ms": round(elapsed * 1000, 2)})
 
 
 def create_api(service: str, *, title: str, description: str, version: str,
@@ -159,7 +160,12 @@ def create_api(service: str, *, title: str, description: str, version: str,
     return api
 
 
-def require_principal(request: Request) -> Principal:
+# Declared so OpenAPI marks every protected operation as needing a bearer token; the
+# header itself is parsed below, to tell "missing" from "malformed" in the 401.
+_bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT")
+
+
+def require_principal(request: Request, _: object = Depends(_bearer_scheme)) -> Principal:
     """FastAPI dependency: the verified caller, or 401 (raised as AuthenticationError)."""
     verifier: TokenVerifier | None = getattr(request.app.state, "verifier", None)
     if verifier is None:

@@ -12,7 +12,8 @@ from packaging.requirements import Requirement
 
 def main() -> int:
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
-    pins = list(project["dependencies"]) + [d for group in project.get("optional-dependencies", {}).values() for d in group]
+    extras = project.get("optional-dependencies", {}).values()
+    pins = list(project["dependencies"]) + [pin for group in extras for pin in group]
     problems = []
     for line in pins:
         requirement = Requirement(line)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import jwt
-from jwt import exceptions as errors
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from jwt import exceptions as errors
 
 from stratmaster.identity.principal import KNOWN_ROLES, AuthenticationError, Principal, is_valid_tenant
 

@@ -98,7 +98,10 @@ def test_openapi_documents_every_service_under_its_prefix(http):
     for service in SERVICES:
         assert f"/{service}/info" in document["paths"]
     assert "/health/services" in document["paths"]
-    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    # Protected operations declare the bearer scheme; health checks need no token.
+    assert document["paths"]["/knowledge/info"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert "security" not in document["paths"]["/health/services"]["get"]
     assert "swagger" in http.get("/docs").text.lower()
     assert http.get("/knowledge/openapi.json").json()["paths"].keys() >= {"/info"}
 
