@@ -52,6 +52,12 @@ def head_revision() -> str:
     return head
 
 
+def all_revisions() -> list[str]:
+    """Every revision from the first to head, in upgrade order."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [s.revision for s in reversed(list(script.walk_revisions()))]
+
+
 def status_of(connection: Connection) -> MigrationStatus:
     """Status read through an open connection (the health check reuses its own)."""
     script = ScriptDirectory.from_config(alembic_config())

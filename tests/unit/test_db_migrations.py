@@ -18,6 +18,9 @@ from stratmaster.db.health import check_database
 from stratmaster.db.models import Base
 from stratmaster.db.tenants import TenantRepository
 
+HEAD = migrate.head_revision()
+ALL = migrate.all_revisions()
+
 
 @pytest.fixture
 def url(tmp_path):
@@ -60,7 +63,7 @@ def test_pool_gauge_follows_checkouts(url):
 
 def test_upgrade_and_downgrade(url):
     before = migrate.status(url)
-    assert (before.current, before.head, before.pending) == (None, "0001", ["0001"])
+    assert (before.current, before.head, before.pending) == (None, HEAD, ALL)
 
     after = migrate.upgrade(url)
     assert after.at_head and after.pending == []
@@ -69,7 +72,7 @@ def test_upgrade_and_downgrade(url):
     assert {"tenants", "alembic_version"} <= set(inspect(engine).get_table_names())
 
     gone = migrate.downgrade(url, "base")
-    assert gone.current is None and gone.pending == ["0001"]
+    assert gone.current is None and gone.pending == ALL
     assert "tenants" not in inspect(engine).get_table_names()
     engine.dispose()
 
@@ -154,7 +157,7 @@ def test_concurrent_touch_from_several_processes_loses_nothing(url, engine):
 def test_check_database_on_a_migrated_database(engine):
     health = check_database(engine, "sqlite", True)
     assert health.status == "ok", health.detail
-    assert health.detail == "schema at head 0001"
+    assert health.detail == f"schema at head {HEAD}"
     assert health.latency_ms is not None and health.latency_ms >= 0
     assert (health.name, health.backend, health.embedded) == ("database", "sqlite", True)
 
@@ -163,24 +166,24 @@ def test_check_database_on_an_unmigrated_database(url):
     engine = create_db_engine(url)
     health = check_database(engine, "sqlite", True)
     assert health.status == "down"
-    assert health.detail == "not migrated (head 0001)"
+    assert health.detail == f"not migrated (head {HEAD})"
     engine.dispose()
 
 
 def test_check_database_reports_a_schema_behind_head(engine, tmp_path, monkeypatch):
-    # This code's scripts plus a newer revision: the database (at 0001) is now behind.
+    # This code's scripts plus a newer revision: the database (at head) is now behind.
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_next.py").write_text(
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n'
+    (scripts / "versions" / "9000_next.py").write_text(
+        f'revision = "9000"\ndown_revision = "{HEAD}"\nbranch_labels = None\ndepends_on = None\n'
         "def upgrade():\n    pass\ndef downgrade():\n    pass\n"
     )
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)
 
-    assert migrate.status(str(engine.url)).pending == ["0002"]
+    assert migrate.status(str(engine.url)).pending == ["9000"]
     health = check_database(engine, "sqlite", True)
     assert health.status == "ok"
-    assert health.detail == "schema behind: current 0001, head 0002"
+    assert health.detail == f"schema behind: current {HEAD}, head 9000"
 
 
 def test_check_database_on_a_schema_newer_than_the_code(engine):
@@ -213,12 +216,12 @@ def test_migrate_command_uses_settings(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("STRATMASTER_DATA_DIR", str(tmp_path / "data"))
 
     assert migrate.run_migrate_command(["status"]) == 0
-    assert json.loads(capsys.readouterr().out)["pending"] == ["0001"]
+    assert json.loads(capsys.readouterr().out)["pending"] == ALL
     assert migrate.run_migrate_command(["upgrade"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["current"] == "0001" and report["at_head"] and report["backend"] == "sqlite"
+    assert report["current"] == HEAD and report["at_head"] and report["backend"] == "sqlite"
     assert (tmp_path / "data" / "stratmaster.db").exists()
-    assert migrate.run_migrate_command(["downgrade", "--revision", "-1"]) == 0
+    assert migrate.run_migrate_command(["downgrade", "--revision", "base"]) == 0
     assert json.loads(capsys.readouterr().out)["current"] is None
 
 

@@ -1,0 +1,1 @@
+"""Storage backends: one Protocol per kind, an embedded default and a server adapter each."""
