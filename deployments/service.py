@@ -72,25 +72,26 @@ class ServiceIngress:
         self.api.state.ingress = self
         return self.api
 
-    def dependency_checks(self) -> list[ComponentHealth]:
-        """The stores this service depends on; services add theirs as they gain them."""
+    async def dependency_checks(self) -> list[ComponentHealth]:
+        """The stores and deployments this service depends on; services add theirs."""
         return []
 
-    def report(self) -> HealthReport:
+    async def report(self) -> HealthReport:
         replica = ComponentHealth(name=self.service, status="ok", backend="ray-serve", embedded=False,
                                   detail=f"replica {self.runtime.replica_id()} up {self.runtime.uptime_s()} s")
-        return HealthReport.of(replica, *self.dependency_checks())
+        return HealthReport.of(replica, *await self.dependency_checks())
 
     async def check_health(self) -> None:
-        """Serve's periodic probe: raising marks the replica unhealthy and replaces it."""
-        report = self.report()
-        if report.status != "ok":
-            raise RuntimeError(f"{self.service} unhealthy: {report.model_dump_json()}")
+        """Serve's periodic probe: only what restarting this replica would fix.
+
+        A store outage shows in `health()` (and /health/services) instead: replacing the
+        ingress replica would not bring a database back.
+        """
 
     async def health(self, correlation_id: str | None = None) -> dict[str, Any]:
         """Handle method for the gateway; logs under the caller's correlation id."""
         with correlation_scope(correlation_id):
-            report = self.report()
+            report = await self.report()
             log.info("health checked", extra={"status": report.status})
             return report.model_dump()
 

@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
-# `make bench`: cold start, memory and load of the whole platform -> bench/results/platform.json.
+# `make bench`: the platform benchmark (cold start, memory, load -> bench/results/platform.json),
+# then the retrieval benchmark (CISI quality, ingest, search latency -> bench/results/retrieval.*).
 #
-#   bash scripts/bench.sh [--quick] [--duration S] [--clients N] ...   (see --help)
+#   bash scripts/bench.sh [platform|retrieval|all] [--quick] ...   (default all; see each --help)
 #
-# Needs only what `make setup` installs (the Makefile target depends on it). Starts its
-# own `stratmaster up` on free loopback ports with a throw-away data dir and stops it at
-# the end, so it does not disturb a platform already running on 8080.
+# Arguments after the name go to that benchmark; with `all` to both, so only options both
+# take (--quick, --inherit-backends, ...) fit there. With `all` the second runs even when
+# the first failed; the exit status is the first failure's.
+#
+# Needs only what `make setup` installs (the Makefile target depends on it). Each benchmark
+# starts its own `stratmaster up` on free loopback ports with a throw-away data dir and
+# stops it at the end, so it does not disturb a platform already running on 8080.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x .venv/bin/python ]] || { echo "bench.sh: .venv missing; run make setup" >&2; exit 2; }
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-exec .venv/bin/python -m bench.platform_bench "$@"
+
+which=all
+case "${1:-}" in
+  platform|retrieval|all) which=$1; shift ;;
+esac
+
+case "$which" in
+  platform) exec .venv/bin/python -m bench.platform_bench "$@" ;;
+  retrieval) exec .venv/bin/python -m bench.retrieval_bench "$@" ;;
+esac
+status=0
+.venv/bin/python -m bench.platform_bench "$@" || status=$?
+.venv/bin/python -m bench.retrieval_bench "$@" || { rc=$?; (( status )) || status=$rc; }
+exit "$status"

@@ -1,0 +1,64 @@
+"""Typed knowledge-service configuration loaded from configs/knowledge.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stratmaster.settings import ConfigurationError
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "knowledge.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChunkingConfig(_Strict):
+    max_tokens: int = Field(256, ge=16, le=512)
+    overlap_tokens: int = Field(32, ge=0, le=128)
+
+
+class LimitsConfig(_Strict):
+    max_document_chars: int = Field(1_000_000, ge=1000)
+    max_batch_documents: int = Field(200, ge=1, le=10_000)
+
+
+class FusionConfig(_Strict):
+    method: Literal["rrf", "convex"] = "convex"
+    keyword_weight: float = Field(0.4, ge=0.0, le=1.0)
+    rrf_k: float = Field(60.0, gt=0)
+
+
+class GraphExpansionConfig(_Strict):
+    enabled: bool = False
+    seed_hits: int = Field(5, ge=1, le=50)
+    max_entities: int = Field(8, ge=1, le=100)
+    max_chunks: int = Field(20, ge=1, le=200)
+    weight: float = Field(0.1, ge=0.0, le=1.0)
+
+
+class RetrievalConfig(_Strict):
+    candidates: int = Field(100, ge=10, le=1000)
+    fusion: FusionConfig = FusionConfig()
+    graph_expansion: GraphExpansionConfig = GraphExpansionConfig()
+
+
+class KnowledgeConfig(_Strict):
+    chunking: ChunkingConfig = ChunkingConfig()
+    limits: LimitsConfig = LimitsConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+
+
+def load_knowledge_config(path: Path = DEFAULT_PATH) -> KnowledgeConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return KnowledgeConfig.model_validate(raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"{path}: {problems}") from None

@@ -1,0 +1,374 @@
+"""The knowledge service: ingestion with provenance, hybrid search, and the graph.
+
+Ingestion writes the stores first and the document's database row last, so the row's
+`content_sha256` always names fully indexed content: an identical re-send is a no-op, a
+changed document replaces its chunks everywhere, and a batch that failed half-way is
+simply sent again. Every store call carries the tenant; stores filter inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from stratmaster.knowledge.analysis import analyze
+from stratmaster.knowledge.chunking import TokenCounter, chunk_text
+from stratmaster.knowledge.communities import build_communities
+from stratmaster.knowledge.config import KnowledgeConfig
+from stratmaster.knowledge.entities import extract_entities, mentions_of
+from stratmaster.knowledge.fusion import FusedHit, RetrieverHit, convex_combination, reciprocal_rank_fusion
+from stratmaster.knowledge.repository import DocumentRecord, DocumentRepository, StoredChunk
+from stratmaster.knowledge.schemas import (
+    DocumentIn,
+    DocumentProblem,
+    IngestOutcome,
+    IngestResponse,
+    Provenance,
+    RetrieverScore,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    parse_document,
+)
+from stratmaster.knowledge.text import PARSER_VERSION, html_to_text, markdown_to_text, normalise_text
+from stratmaster.stores.protocols import (
+    Community,
+    Entity,
+    GraphStore,
+    KeywordDocument,
+    KeywordIndex,
+    Mention,
+    Neighbor,
+    ObjectStore,
+    ScoredChunk,
+    StoreError,
+    VectorIndex,
+    VectorItem,
+)
+
+log = logging.getLogger("stratmaster.knowledge")
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+
+class NotFound(LookupError):
+    """No such document or entity for this tenant (404: ids are not confirmed across tenants)."""
+
+
+@dataclass(frozen=True)
+class KnowledgeStores:
+    objects: ObjectStore
+    keyword: KeywordIndex
+    vectors: VectorIndex
+    graph: GraphStore
+
+    def all(self) -> tuple[Any, ...]:
+        return (self.objects, self.keyword, self.vectors, self.graph)
+
+
+@dataclass
+class _Prepared:
+    index: int
+    document: DocumentIn
+    text: str
+    sha256: str
+    chunks: list[StoredChunk]
+
+
+def document_fingerprint(document: DocumentIn) -> str:
+    """sha256 over everything the client sent: identical re-sends are recognised as no-ops."""
+    canonical = {"title": document.title, "content_type": document.content_type, "body": document.body,
+                 "source": document.source, "metadata": document.metadata, "parser": PARSER_VERSION}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def object_key(document_id: str) -> str:
+    # The client's id never becomes a path: a hash of it does.
+    return f"documents/{hashlib.sha256(document_id.encode()).hexdigest()[:32]}"
+
+
+def indexed_text(title: str, chunk: str) -> str:
+    """What retrievers see: the title heads every chunk, so a chunk is found by its document's subject."""
+    return f"{title}\n\n{chunk}"
+
+
+class KnowledgeService:
+    def __init__(self, repository: DocumentRepository, stores: KnowledgeStores, counter: TokenCounter,
+                 embed: Embed, config: KnowledgeConfig) -> None:
+        self.repository, self.stores, self.counter, self.embed, self.config = (
+            repository, stores, counter, embed, config)
+        self._communities_fresh: set[str] = set()
+        self._write_lock = threading.Lock()
+
+    # --- ingestion ----------------------------------------------------------------------
+    def ingest(self, tenant: str, raw_documents: Sequence[Any]) -> IngestResponse:
+        limit = self.config.limits.max_batch_documents
+        if len(raw_documents) > limit:
+            raise DocumentProblem(413, "batch_too_large", f"a batch holds at most {limit} documents, "
+                                                          f"got {len(raw_documents)}")
+        outcomes: dict[int, IngestOutcome] = {}
+        prepared: list[_Prepared] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_documents):
+            raw_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+            try:
+                document = parse_document(raw, index)
+                if document.id in seen:
+                    raise DocumentProblem(409, "duplicate_id", f"id {document.id!r} appears twice in this batch")
+                seen.add(document.id)
+                prepared.append(self._prepare(index, document))
+            except DocumentProblem as problem:
+                outcomes[index] = IngestOutcome(index=index, id=raw_id, status="rejected", http_status=problem.status,
+                                                error={"code": problem.code, "message": problem.message})
+        with self._write_lock:
+            changed = []
+            for item in prepared:
+                existing = self.repository.get(tenant, item.document.id)
+                if existing is not None and existing.content_sha256 == item.sha256:
+                    outcomes[item.index] = IngestOutcome(index=item.index, id=item.document.id, status="unchanged",
+                                                         http_status=200, chunks=existing.chunk_count,
+                                                         content_sha256=item.sha256)
+                else:
+                    changed.append((item, existing))
+            vectors = self._embed_all([indexed_text(i.document.title, c.text) for i, _ in changed for c in i.chunks])
+            offset = 0
+            for item, existing in changed:
+                item_vectors = vectors[offset:offset + len(item.chunks)]
+                offset += len(item.chunks)
+                outcomes[item.index] = self._write(tenant, item, existing, item_vectors)
+        results = [outcomes[i] for i in sorted(outcomes)]
+        return IngestResponse(results=results, counts=dict(Counter(r.status for r in results)))
+
+    def _embed_all(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.stores.vectors.dimension), dtype=np.float32)
+        return np.asarray(self.embed(texts), dtype=np.float32)
+
+    def _prepare(self, index: int, document: DocumentIn) -> _Prepared:
+        body = document.body
+        limit = self.config.limits.max_document_chars
+        if len(body) > limit:
+            raise DocumentProblem(413, "document_too_large",
+                                  f"document {document.id!r} has {len(body)} characters; the limit is {limit}")
+        if document.content_type == "html":
+            text = html_to_text(body)
+        elif document.content_type == "markdown":
+            text = markdown_to_text(body)
+        else:
+            text = body
+        text = normalise_text(text)
+        if not text:
+            raise DocumentProblem(422, "empty_document", f"document {document.id!r} has no text after parsing")
+        pieces = chunk_text(text, self.counter, max_tokens=self.config.chunking.max_tokens,
+                            overlap_tokens=self.config.chunking.overlap_tokens)
+        chunks = [
+            StoredChunk(f"{document.id}#{p.ordinal}-{hashlib.sha256(p.text.encode()).hexdigest()[:8]}",
+                        document.id, p.ordinal, p.text, p.start, p.end, p.token_count)
+            for p in pieces
+        ]
+        return _Prepared(index, document, text, document_fingerprint(document), chunks)
+
+    def _write(self, tenant: str, item: _Prepared, existing: DocumentRecord | None,
+               vectors: np.ndarray) -> IngestOutcome:
+        document = item.document
+        key = object_key(document.id)
+        now = datetime.now(UTC)
+        try:
+            original = json.dumps(document.model_dump(), ensure_ascii=False).encode()
+            self.stores.objects.put(tenant, f"{key}/original.json", original, "application/json",
+                                    {"document-id-sha256": key.rsplit("/", 1)[1], "content-sha256": item.sha256})
+            self.stores.objects.put(tenant, f"{key}/normalised.txt", item.text.encode(), "text/plain; charset=utf-8",
+                                    {"parser-version": PARSER_VERSION})
+            self.stores.keyword.delete_document(tenant, document.id)
+            self.stores.keyword.upsert(tenant, [
+                KeywordDocument(c.chunk_id, document.id, analyze(indexed_text(document.title, c.text)))
+                for c in item.chunks])
+            self.stores.vectors.delete_document(tenant, document.id)
+            self.stores.vectors.upsert(tenant, [VectorItem(c.chunk_id, document.id, v.tolist())
+                                                for c, v in zip(item.chunks, vectors, strict=True)])
+            self.stores.graph.replace_document(tenant, document.id, self._mentions(item.chunks))
+            record = DocumentRecord(
+                document.id, document.title, document.source, document.content_type, document.metadata, item.sha256,
+                PARSER_VERSION, key, len(item.text), len(item.chunks),
+                existing.ingested_at if existing else now, now)
+            self.repository.save(tenant, record, item.chunks)
+        except (StoreError, OSError) as exc:
+            log.exception("ingest failed", extra={"document_id": document.id})
+            return IngestOutcome(index=item.index, id=document.id, status="failed", http_status=503,
+                                 error={"code": "store_unavailable",
+                                        "message": f"document {document.id!r} was not stored: {exc}; "
+                                                   "send it again"})
+        self._communities_fresh.discard(tenant)
+        return IngestOutcome(index=item.index, id=document.id, status="updated" if existing else "created",
+                             http_status=200 if existing else 201, chunks=len(item.chunks),
+                             content_sha256=item.sha256)
+
+    @staticmethod
+    def _mentions(chunks: Sequence[StoredChunk]) -> list[Mention]:
+        return [mention for chunk in chunks for mention in mentions_of(chunk.chunk_id, extract_entities(chunk.text))]
+
+    def delete(self, tenant: str, document_id: str) -> None:
+        with self._write_lock:
+            if self.repository.get(tenant, document_id) is None:
+                raise NotFound(f"no document {document_id!r}")
+            key = object_key(document_id)
+            self.stores.keyword.delete_document(tenant, document_id)
+            self.stores.vectors.delete_document(tenant, document_id)
+            self.stores.graph.delete_document(tenant, document_id)
+            for suffix in ("original.json", "normalised.txt"):
+                self.stores.objects.delete(tenant, f"{key}/{suffix}")
+            self.repository.delete(tenant, document_id)
+            self._communities_fresh.discard(tenant)
+
+    def get_document(self, tenant: str, document_id: str) -> tuple[DocumentRecord, list[StoredChunk]]:
+        record = self.repository.get(tenant, document_id)
+        if record is None:
+            raise NotFound(f"no document {document_id!r}")
+        return record, self.repository.chunks_of(tenant, document_id)
+
+    # --- search -------------------------------------------------------------------------
+    def search(self, tenant: str, request: SearchRequest, query_vector: np.ndarray | None = None) -> SearchResponse:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        document_ids = self._resolve_filters(tenant, request)
+        retrieval = self.config.retrieval
+        depth = max(request.k, retrieval.candidates)
+        lists: dict[str, list[ScoredChunk]] = {}
+        if document_ids == []:
+            return SearchResponse(query=request.query, mode=request.mode, fusion=None, hits=[], timings_ms={})
+        if request.mode in ("keyword", "hybrid"):
+            step = time.perf_counter()
+            lists["keyword"] = self.stores.keyword.search(tenant, analyze(request.query), depth, document_ids)
+            timings["keyword"] = (time.perf_counter() - step) * 1000
+        if request.mode in ("dense", "hybrid"):
+            if query_vector is None:
+                step = time.perf_counter()
+                query_vector = self._embed_all([request.query])[0]
+                timings["embed"] = (time.perf_counter() - step) * 1000
+            step = time.perf_counter()
+            lists["dense"] = self.stores.vectors.search(tenant, np.asarray(query_vector).tolist(), depth, document_ids)
+            timings["dense"] = (time.perf_counter() - step) * 1000
+
+        fusion = self._fusion_settings(request)
+        fused = self._fuse(lists, fusion) if request.mode == "hybrid" else self._single(lists)
+        expand = request.expand_graph if request.expand_graph is not None else retrieval.graph_expansion.enabled
+        if expand and fused:
+            step = time.perf_counter()
+            lists["graph"] = self._graph_candidates(tenant, fused, document_ids)
+            fused = self._fuse(lists, fusion) if request.mode == "hybrid" or len(lists) > 1 else fused
+            timings["graph"] = (time.perf_counter() - step) * 1000
+        hits = self._hydrate(tenant, fused[:request.k])
+        timings["total"] = (time.perf_counter() - started) * 1000
+        return SearchResponse(query=request.query, mode=request.mode,
+                              fusion=fusion if request.mode == "hybrid" else None, hits=hits,
+                              timings_ms={k: round(v, 3) for k, v in timings.items()})
+
+    def _resolve_filters(self, tenant: str, request: SearchRequest) -> list[str] | None:
+        filters = request.filters
+        if filters is None:
+            return None
+        ids: list[str] | None = list(filters.document_ids) if filters.document_ids is not None else None
+        if filters.metadata:
+            matching = self.repository.document_ids_matching(tenant, filters.metadata)
+            ids = matching if ids is None else [i for i in ids if i in set(matching)]
+        return ids
+
+    def _fusion_settings(self, request: SearchRequest) -> dict[str, Any]:
+        configured = self.config.retrieval.fusion
+        override = request.fusion
+        return {
+            "method": (override and override.method) or configured.method,
+            "keyword_weight": override.keyword_weight if override and override.keyword_weight is not None
+            else configured.keyword_weight,
+            "rrf_k": (override and override.rrf_k) or configured.rrf_k,
+        }
+
+    def _fuse(self, lists: dict[str, list[ScoredChunk]], fusion: dict[str, Any]) -> list[FusedHit]:
+        graph_weight = self.config.retrieval.graph_expansion.weight
+        if fusion["method"] == "rrf":
+            return reciprocal_rank_fusion(lists, k=fusion["rrf_k"], weights={"graph": graph_weight})
+        weights = {"keyword": fusion["keyword_weight"], "dense": 1.0 - fusion["keyword_weight"], "graph": graph_weight}
+        return convex_combination(lists, weights)
+
+    @staticmethod
+    def _single(lists: dict[str, list[ScoredChunk]]) -> list[FusedHit]:
+        (name, ranked), = lists.items()
+        return [FusedHit(h.chunk_id, h.document_id, h.score, {name: RetrieverHit(rank, h.score)})
+                for rank, h in enumerate(ranked, start=1)]
+
+    def _graph_candidates(self, tenant: str, fused: list[FusedHit],
+                          document_ids: list[str] | None) -> list[ScoredChunk]:
+        settings = self.config.retrieval.graph_expansion
+        seeds = [h.chunk_id for h in fused[:settings.seed_hits]]
+        per_chunk = self.stores.graph.entities_of_chunks(tenant, seeds)
+        counts = Counter(e for entities in per_chunk.values() for e in entities)
+        top = [entity for entity, _ in counts.most_common(settings.max_entities)]
+        if not top:
+            return []
+        candidates = self.stores.graph.chunks_of_entities(tenant, top, settings.max_chunks)
+        allowed = set(document_ids) if document_ids is not None else None
+        return [c for c in candidates if allowed is None or c.document_id in allowed]
+
+    def _hydrate(self, tenant: str, fused: list[FusedHit]) -> list[SearchHit]:
+        chunks = self.repository.chunks(tenant, [h.chunk_id for h in fused])
+        documents = self.repository.documents(tenant, [h.document_id for h in fused])
+        hits = []
+        for hit in fused:
+            chunk, document = chunks.get(hit.chunk_id), documents.get(hit.document_id)
+            if chunk is None or document is None:  # indexed but its row not yet committed: not citable yet
+                continue
+            hits.append(SearchHit(
+                document_id=hit.document_id, chunk_id=hit.chunk_id, text=chunk.text, start=chunk.start,
+                end=chunk.end, score=hit.score,
+                retrievers={name: RetrieverScore(rank=r.rank, score=r.score) for name, r in hit.retrievers.items()},
+                provenance=Provenance(title=document.title, source=document.source,
+                                      content_sha256=document.content_sha256,
+                                      parser_version=document.parser_version, ingested_at=document.ingested_at,
+                                      metadata=document.metadata)))
+        return hits
+
+    # --- graph --------------------------------------------------------------------------
+    def entities(self, tenant: str, query: str | None, limit: int) -> list[Entity]:
+        return self.stores.graph.find_entities(tenant, query, limit)
+
+    def neighbors(self, tenant: str, entity_id: str, limit: int) -> tuple[Entity, list[Neighbor]]:
+        entity = self.stores.graph.get_entity(tenant, entity_id)
+        if entity is None:
+            raise NotFound(f"no entity {entity_id!r}")
+        return entity, self.stores.graph.neighbors(tenant, entity_id, limit)
+
+    def communities(self, tenant: str) -> list[Community]:
+        """Communities of the co-occurrence graph, recomputed after the graph changed."""
+        if tenant in self._communities_fresh:
+            return self.stores.graph.communities(tenant)
+        with self._write_lock:
+            communities = self._compute_communities(tenant)
+            self.stores.graph.replace_communities(tenant, communities)
+            self._communities_fresh.add(tenant)
+        return communities
+
+    def _compute_communities(self, tenant: str) -> list[Community]:
+        graph = self.stores.graph
+        edges = graph.edges(tenant)
+        members = {entity for a, b, _ in edges for entity in (a, b)}
+        names = {e: found.name for e in members if (found := graph.get_entity(tenant, e)) is not None}
+
+        def texts_for(entity_ids: Sequence[str]) -> list[str]:
+            chunk_ids = [c.chunk_id for c in graph.chunks_of_entities(tenant, list(entity_ids), 20)]
+            found = self.repository.chunks(tenant, chunk_ids)
+            return [found[c].text for c in chunk_ids if c in found]
+
+        return build_communities(edges, names, texts_for)
+
+    def counts(self, tenant: str) -> dict[str, int]:
+        return self.repository.counts(tenant)

@@ -1,0 +1,1 @@
+"""One test class per store kind, run against every implementation (haystack-style conformance)."""

@@ -1,0 +1,433 @@
+"""One behaviour for every ObjectStore (haystack-style conformance tests).
+
+`ObjectStoreConformance` holds the tests; each implementation's subclass overrides the
+`store` fixture. The S3 subclass needs TEST_S3_ENDPOINT/ACCESS_KEY/SECRET_KEY
+(`eval "$(bash scripts/servers.sh env)"` after `bash scripts/servers.sh start`); it uses a
+bucket of its own per run and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from stratmaster.settings import Settings
+from stratmaster.stores.objects import LocalFolderObjectStore, S3ObjectStore, create_object_store
+from stratmaster.stores.protocols import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
+
+ACME = "acme"
+GLOBEX = "globex"
+
+BAD_KEYS = [
+    "", "/etc/passwd", "../escape", "a/../../escape", "a/..", "..", ".", "a/./b", "a//b", "a/",
+    "a\\..\\b", "a\x00b", "line\nbreak", "x" * 300,
+]
+BAD_TENANTS = ["", "..", ".", "../other", "a/b", ".hidden", ".meta", "a" * 65, "sp ace", "Ü"]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ObjectStoreConformance:
+    """Tests every ObjectStore must pass; subclasses provide the `store` fixture."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[ObjectStore]:
+        raise NotImplementedError
+
+    def test_is_an_object_store(self, store: ObjectStore) -> None:
+        assert isinstance(store, ObjectStore)
+        assert isinstance(store.backend, str) and isinstance(store.embedded, bool)
+
+    def test_ping(self, store: ObjectStore) -> None:
+        health = store.ping()
+        assert health.healthy and health.name == "objects" and health.backend == store.backend
+
+    # --- round trips ----------------------------------------------------------------------
+    def test_round_trip(self, store: ObjectStore) -> None:
+        info = store.put(ACME, "docs/report.txt", b"quarterly report", content_type="text/plain")
+        assert info.key == "docs/report.txt"
+        assert info.size == len(b"quarterly report")
+        assert info.sha256 == sha256(b"quarterly report")
+        assert info.content_type == "text/plain"
+        assert info.metadata == {}
+        assert store.get(ACME, "docs/report.txt") == b"quarterly report"
+
+    def test_default_content_type(self, store: ObjectStore) -> None:
+        assert store.put(ACME, "blob", b"x").content_type == "application/octet-stream"
+        assert store.stat(ACME, "blob").content_type == "application/octet-stream"
+
+    @pytest.mark.parametrize("data", [b"", bytes(range(256)) * 4, b"\x00\xff\r\n\x00"],
+                             ids=["empty", "all-bytes", "nul-crlf"])
+    def test_binary_data(self, store: ObjectStore, data: bytes) -> None:
+        info = store.put(ACME, "bin/data.bin", data)
+        assert info.size == len(data) and info.sha256 == sha256(data)
+        assert store.get(ACME, "bin/data.bin") == data
+
+    def test_large_object(self, store: ObjectStore) -> None:
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        store.put(ACME, "big/random.bin", data)
+        assert store.get(ACME, "big/random.bin") == data
+        assert store.stat(ACME, "big/random.bin").sha256 == sha256(data)
+
+    def test_unicode_key(self, store: ObjectStore) -> None:
+        key = "Berichte/Über uns – 2025 (final).txt"
+        store.put(ACME, key, "grüße".encode())
+        assert store.get(ACME, key) == "grüße".encode()
+        assert [info.key for info in store.list(ACME, "Berichte/")] == [key]
+
+    # --- metadata ---------------------------------------------------------------------------
+    def test_metadata_and_sha256(self, store: ObjectStore) -> None:
+        metadata = {"title": "Über Strategie: 100% \"quoted\" & more", "source-url": "https://example.com/a?b=c",
+                    "padded": "  spaces kept\t", "percent": "%41%"}
+        info = store.put(ACME, "docs/m.pdf", b"%PDF-1.7", content_type="application/pdf", metadata=metadata)
+        assert info.metadata == metadata
+        stat = store.stat(ACME, "docs/m.pdf")
+        assert stat == info  # put answers what stat would
+        assert stat.sha256 == sha256(b"%PDF-1.7") and stat.size == 8
+        assert stat.content_type == "application/pdf"
+        assert stat.metadata == metadata
+
+    def test_modified_at_is_recent_and_aware(self, store: ObjectStore) -> None:
+        info = store.put(ACME, "t.txt", b"t")
+        assert info.modified_at.tzinfo is not None
+        assert abs(datetime.now(UTC) - info.modified_at) < timedelta(minutes=5)
+
+    @pytest.mark.parametrize("metadata", [{"Title": "x"}, {"stratmaster-sha256": "0" * 64}, {"a b": "x"},
+                                          {"title": 3}, {"k": "v" * 3000},
+                                          {"empty": ""}])
+    def test_invalid_metadata_is_rejected(self, store: ObjectStore, metadata: dict) -> None:
+        with pytest.raises(ValueError):
+            store.put(ACME, "m.txt", b"x", metadata=metadata)
+        assert store.stat(ACME, "m.txt") is None
+
+    @pytest.mark.parametrize("content_type", ["", "text", "text/plain\r\nx-evil: 1", "täxt/plain"])
+    def test_invalid_content_type_is_rejected(self, store: ObjectStore, content_type: str) -> None:
+        with pytest.raises(ValueError):
+            store.put(ACME, "c.txt", b"x", content_type=content_type)
+
+    def test_data_must_be_bytes(self, store: ObjectStore) -> None:
+        with pytest.raises(TypeError):
+            store.put(ACME, "s.txt", "text")  # type: ignore[arg-type]
+
+    # --- overwrite and delete -------------------------------------------------------------
+    def test_overwrite_replaces_data_metadata_and_type(self, store: ObjectStore) -> None:
+        store.put(ACME, "o.txt", b"first", content_type="text/plain", metadata={"version": "1", "old": "x"})
+        info = store.put(ACME, "o.txt", b"second!", content_type="text/markdown", metadata={"version": "2"})
+        assert store.get(ACME, "o.txt") == b"second!"
+        stat = store.stat(ACME, "o.txt")
+        assert stat == info
+        assert (stat.size, stat.sha256, stat.content_type, stat.metadata) == (
+            7, sha256(b"second!"), "text/markdown", {"version": "2"})
+        assert [i.key for i in store.list(ACME)] == ["o.txt"]
+
+    def test_delete(self, store: ObjectStore) -> None:
+        store.put(ACME, "d/x.txt", b"x")
+        store.put(ACME, "d/y.txt", b"y")
+        assert store.delete(ACME, "d/x.txt") is True
+        assert store.delete(ACME, "d/x.txt") is False
+        assert store.stat(ACME, "d/x.txt") is None
+        with pytest.raises(ObjectNotFound):
+            store.get(ACME, "d/x.txt")
+        assert [i.key for i in store.list(ACME)] == ["d/y.txt"]
+        assert store.get(ACME, "d/y.txt") == b"y"
+
+    def test_put_after_delete(self, store: ObjectStore) -> None:
+        store.put(ACME, "r/again.txt", b"1")
+        store.delete(ACME, "r/again.txt")
+        store.put(ACME, "r/again.txt", b"2")
+        assert store.get(ACME, "r/again.txt") == b"2"
+
+    # --- not found ----------------------------------------------------------------------------
+    def test_not_found(self, store: ObjectStore) -> None:
+        with pytest.raises(ObjectNotFound) as excinfo:
+            store.get(ACME, "missing/key.txt")
+        assert isinstance(excinfo.value, KeyError)
+        assert store.stat(ACME, "missing/key.txt") is None
+        assert store.delete(ACME, "missing/key.txt") is False
+        assert store.list(ACME, "missing/") == []
+
+    def test_folder_is_not_an_object(self, store: ObjectStore) -> None:
+        store.put(ACME, "folder/inside.txt", b"x")
+        with pytest.raises(ObjectNotFound):
+            store.get(ACME, "folder")
+        assert store.stat(ACME, "folder") is None
+        assert store.delete(ACME, "folder") is False
+        assert store.get(ACME, "folder/inside.txt") == b"x"
+
+    # --- listing ------------------------------------------------------------------------------
+    def test_list_by_prefix(self, store: ObjectStore) -> None:
+        keys = ["docs/a.txt", "docs/b.txt", "docs/sub/c.txt", "docsx/d.txt", "other.txt"]
+        for key in keys:
+            store.put(ACME, key, key.encode(), content_type="text/plain", metadata={"k": key})
+        assert [i.key for i in store.list(ACME)] == sorted(keys)
+        assert [i.key for i in store.list(ACME, "docs/")] == ["docs/a.txt", "docs/b.txt", "docs/sub/c.txt"]
+        assert [i.key for i in store.list(ACME, "docs")] == ["docs/a.txt", "docs/b.txt", "docs/sub/c.txt",
+                                                               "docsx/d.txt"]
+        assert [i.key for i in store.list(ACME, "docs/sub/")] == ["docs/sub/c.txt"]
+        assert [i.key for i in store.list(ACME, "docs/s")] == ["docs/sub/c.txt"]
+        assert [i.key for i in store.list(ACME, "o")] == ["other.txt"]
+        assert store.list(ACME, "nothing/") == []
+
+    def test_list_returns_full_info(self, store: ObjectStore) -> None:
+        info = store.put(ACME, "l/one.json", b"{}", content_type="application/json", metadata={"kind": "brief"})
+        [listed] = store.list(ACME, "l/")
+        assert isinstance(listed, ObjectInfo)
+        assert listed == info
+
+    @pytest.mark.parametrize("prefix", ["../", "/", "a/../", "a//", "../../etc/"])
+    def test_list_rejects_traversal_prefixes(self, store: ObjectStore, prefix: str) -> None:
+        with pytest.raises(ValueError):
+            store.list(ACME, prefix)
+
+    # --- tenants -----------------------------------------------------------------------------
+    def test_tenant_isolation(self, store: ObjectStore) -> None:
+        store.put(ACME, "shared/name.txt", b"acme's", metadata={"owner": "acme"})
+        store.put(ACME, "shared/only-acme.txt", b"secret")
+        store.put(GLOBEX, "shared/name.txt", b"globex's", metadata={"owner": "globex"})
+
+        assert store.get(ACME, "shared/name.txt") == b"acme's"
+        assert store.get(GLOBEX, "shared/name.txt") == b"globex's"
+        assert store.stat(GLOBEX, "shared/name.txt").metadata == {"owner": "globex"}
+        with pytest.raises(ObjectNotFound):
+            store.get(GLOBEX, "shared/only-acme.txt")
+        assert store.stat(GLOBEX, "shared/only-acme.txt") is None
+        assert store.delete(GLOBEX, "shared/only-acme.txt") is False
+        assert [i.key for i in store.list(GLOBEX)] == ["shared/name.txt"]
+        assert [i.key for i in store.list(GLOBEX, "shared/")] == ["shared/name.txt"]
+
+        assert store.delete(GLOBEX, "shared/name.txt") is True
+        assert store.get(ACME, "shared/name.txt") == b"acme's"
+        assert [i.key for i in store.list(ACME)] == ["shared/name.txt", "shared/only-acme.txt"]
+
+    @pytest.mark.parametrize("tenant", ["-dash", "_under", "t.e.n", "a" * 64])
+    def test_identity_style_tenants_are_accepted(self, store: ObjectStore, tenant: str) -> None:
+        store.put(tenant, "k.txt", b"v")
+        assert [i.key for i in store.list(tenant)] == ["k.txt"]
+
+    def test_tenant_prefix_of_another_tenant(self, store: ObjectStore) -> None:
+        store.put("acme2", "x.txt", b"2")
+        store.put("acme", "y.txt", b"1")
+        assert [i.key for i in store.list("acme")] == ["y.txt"]
+        assert [i.key for i in store.list("acme2")] == ["x.txt"]
+        assert store.stat("acme", "x.txt") is None
+
+    def test_tenant_cannot_be_reached_through_a_key(self, store: ObjectStore) -> None:
+        store.put(GLOBEX, "secret.txt", b"globex only")
+        for key in (f"../{GLOBEX}/secret.txt", f"x/../../{GLOBEX}/secret.txt"):
+            with pytest.raises(ValueError):
+                store.get(ACME, key)
+
+    # --- invalid keys and tenants ----------------------------------------------------------
+    @pytest.mark.parametrize("key", BAD_KEYS)
+    def test_bad_keys_are_rejected(self, store: ObjectStore, key: str) -> None:
+        with pytest.raises(ValueError):
+            store.put(ACME, key, b"x")
+        with pytest.raises(ValueError):
+            store.get(ACME, key)
+        with pytest.raises(ValueError):
+            store.stat(ACME, key)
+        with pytest.raises(ValueError):
+            store.delete(ACME, key)
+
+    @pytest.mark.parametrize("tenant", BAD_TENANTS)
+    def test_bad_tenants_are_rejected(self, store: ObjectStore, tenant: str) -> None:
+        with pytest.raises(ValueError):
+            store.put(tenant, "k.txt", b"x")
+        with pytest.raises(ValueError):
+            store.list(tenant)
+
+    def test_keys_with_dots_inside_segments_are_fine(self, store: ObjectStore) -> None:
+        for key in ("a..b/c", ".hidden/x", "v1.2/..config", "...", "a/.b"):
+            store.put(ACME, key, key.encode())
+            assert store.get(ACME, key) == key.encode()
+
+
+# --- embedded: local folder -----------------------------------------------------------------------
+class TestLocalFolderObjectStore(ObjectStoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[LocalFolderObjectStore]:
+        store = LocalFolderObjectStore(tmp_path / "objects")
+        yield store
+        store.close()
+
+    def test_layout_is_plain_files(self, store: LocalFolderObjectStore) -> None:
+        store.put(ACME, "docs/a.txt", b"hello")
+        assert (store.root / ACME / "docs" / "a.txt").read_bytes() == b"hello"
+        assert (store.root / ".meta" / ACME / "docs" / "a.txt").is_file()
+        assert list((store.root / ".tmp").iterdir()) == []  # no temp files left behind
+
+    def test_missing_sidecar_is_rebuilt_from_data(self, store: LocalFolderObjectStore) -> None:
+        store.put(ACME, "docs/a.txt", b"hello", content_type="text/plain", metadata={"k": "v"})
+        (store.root / ".meta" / ACME / "docs" / "a.txt").unlink()  # as if we crashed between renames
+        info = store.stat(ACME, "docs/a.txt")
+        assert (info.size, info.sha256, info.content_type) == (5, sha256(b"hello"), "application/octet-stream")
+        assert [i.key for i in store.list(ACME)] == ["docs/a.txt"]
+
+    def test_stale_sidecar_is_ignored(self, store: LocalFolderObjectStore) -> None:
+        store.put(ACME, "a.txt", b"short")
+        (store.root / ACME / "a.txt").write_bytes(b"a longer body")
+        assert store.stat(ACME, "a.txt").sha256 == sha256(b"a longer body")
+
+    def test_file_and_folder_of_the_same_name_conflict(self, store: LocalFolderObjectStore) -> None:
+        """Documented difference from S3: `a` and `a/b` cannot both exist in a folder store."""
+        store.put(ACME, "a", b"file")
+        with pytest.raises(ValueError, match="folder"):
+            store.put(ACME, "a/b", b"x")
+        store.put(ACME, "c/d", b"x")
+        with pytest.raises(ValueError, match="folder"):
+            store.put(ACME, "c", b"x")
+        assert store.get(ACME, "a") == b"file"
+        # Deleting the last object in a folder frees the name again.
+        store.delete(ACME, "c/d")
+        assert not (store.root / ACME / "c").exists()
+        store.put(ACME, "c", b"now a file")
+        assert store.get(ACME, "c") == b"now a file"
+
+    def test_concurrent_writers_never_expose_partial_data(self, store: LocalFolderObjectStore) -> None:
+        bodies = [bytes([i]) * 200_000 for i in range(8)]
+        store.put(ACME, "hot.bin", bodies[0])
+        errors: list[BaseException] = []
+
+        def write(body: bytes) -> None:
+            try:
+                for _ in range(5):
+                    store.put(ACME, "hot.bin", body)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(body,)) for body in bodies]
+        for thread in threads:
+            thread.start()
+        seen = set()
+        while any(thread.is_alive() for thread in threads):
+            seen.add(store.get(ACME, "hot.bin"))
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert seen <= set(bodies)
+        final = store.get(ACME, "hot.bin")
+        assert final in bodies and store.stat(ACME, "hot.bin").sha256 == sha256(final)
+
+    def test_storage_failure_raises_store_error(self, store: LocalFolderObjectStore) -> None:
+        (store.root / ".tmp").rmdir()
+        (store.root / ".tmp").write_bytes(b"not a folder")  # temp files cannot be created
+        with pytest.raises(StoreError, match="writing acme/x.txt failed"):
+            store.put(ACME, "x.txt", b"x")
+        assert store.stat(ACME, "x.txt") is None
+        (store.root / ".tmp").unlink()
+        (store.root / ".tmp").mkdir()
+
+
+# --- server: S3 (SeaweedFS in tests) ----------------------------------------------------------------
+def _s3_credentials() -> tuple[str, str, str]:
+    names = ("TEST_S3_ENDPOINT", "TEST_S3_ACCESS_KEY", "TEST_S3_SECRET_KEY")
+    values = [os.environ.get(name, "") for name in names]
+    if not all(values):
+        missing = ", ".join(name for name, value in zip(names, values, strict=True) if not value)
+        if os.environ.get("STRATMASTER_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"STRATMASTER_REQUIRE_SERVERS=1 but {missing} unset")
+        pytest.skip(f"{missing} unset (eval \"$(bash scripts/servers.sh env)\")")
+    return values[0], values[1], values[2]
+
+
+@pytest.fixture(scope="module")
+def s3_bucket() -> Iterator[str]:
+    """A bucket name unique to this run; the bucket is removed with everything in it afterwards."""
+    endpoint, access_key, secret_key = _s3_credentials()
+    owner = S3ObjectStore(endpoint, access_key, secret_key, bucket=f"stratmaster-test-{uuid.uuid4().hex[:16]}")
+    yield owner.bucket
+    owner.remove_bucket()
+    owner.close()
+
+
+@pytest.mark.s3
+class TestS3ObjectStore(ObjectStoreConformance):
+    @pytest.fixture
+    def store(self, s3_bucket: str) -> Iterator[S3ObjectStore]:
+        endpoint, access_key, secret_key = _s3_credentials()
+        store = S3ObjectStore(endpoint, access_key, secret_key, bucket=s3_bucket)
+        yield store
+        store.close()
+        client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+        if client.bucket_exists(s3_bucket):  # each test starts empty
+            for obj in client.list_objects(s3_bucket, recursive=True):
+                client.remove_object(s3_bucket, obj.object_name)
+
+    def test_objects_live_under_the_tenant_prefix(self, store: S3ObjectStore) -> None:
+        endpoint, access_key, secret_key = _s3_credentials()
+        store.put(ACME, "docs/a.txt", b"x", metadata={"title": "Ü"})
+        client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+        names = [obj.object_name for obj in client.list_objects(store.bucket, recursive=True)]
+        assert names == ["acme/docs/a.txt"]
+        headers = {k.lower(): v for k, v in client.stat_object(store.bucket, "acme/docs/a.txt").metadata.items()}
+        assert headers["x-amz-meta-stratmaster-sha256"] == sha256(b"x")
+        assert headers["x-amz-meta-title"] == "%C3%9C"
+
+    def test_creates_a_missing_bucket(self, store: S3ObjectStore) -> None:
+        endpoint, access_key, secret_key = _s3_credentials()
+        fresh = S3ObjectStore(endpoint, access_key, secret_key, bucket=f"stratmaster-test-{uuid.uuid4().hex[:16]}")
+        try:
+            fresh.put(ACME, "k", b"v")
+            assert fresh.get(ACME, "k") == b"v"
+        finally:
+            fresh.remove_bucket()
+            fresh.close()
+
+    def test_wrong_credentials_raise_store_error(self, store: S3ObjectStore) -> None:
+        endpoint, access_key, _ = _s3_credentials()
+        wrong = S3ObjectStore(endpoint, access_key, "not-the-secret", bucket=store.bucket)
+        with pytest.raises(StoreError, match="S3 object store"):
+            wrong.get(ACME, "k")
+        assert not wrong.ping().healthy
+
+
+class TestS3ObjectStoreWithoutServer:
+    """Behaviour that needs no server: configuration and failing fast."""
+
+    def test_unreachable_server_fails_fast_with_store_error(self) -> None:
+        store = S3ObjectStore("127.0.0.1:1", "key", "secret", connect_timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"127\.0\.0\.1:1"):
+            store.put(ACME, "k", b"v")
+        assert time.monotonic() - started < 10
+        health = store.ping()
+        assert not health.healthy and health.name == "objects" and "127.0.0.1:1" in health.detail
+
+    @pytest.mark.parametrize(("endpoint", "host", "secure"), [
+        ("127.0.0.1:9000", "127.0.0.1:9000", False),
+        ("http://minio:9000", "minio:9000", False),
+        ("https://s3.example.com", "s3.example.com", True),
+        ("https://s3.example.com:8443/", "s3.example.com:8443", True),
+    ])
+    def test_endpoint_forms(self, endpoint: str, host: str, secure: bool) -> None:
+        store = S3ObjectStore(endpoint, "k", "s")
+        assert (store.endpoint, store.secure) == (host, secure)
+
+    def test_explicit_secure_wins(self) -> None:
+        assert S3ObjectStore("http://minio:9000", "k", "s", secure=True).secure is True
+
+    def test_arguments_are_checked_before_any_request(self) -> None:
+        store = S3ObjectStore("127.0.0.1:1", "key", "secret")
+        with pytest.raises(ValueError):
+            store.put(ACME, "../x", b"v")
+        with pytest.raises(ValueError):
+            store.list("../other")
+
+
+def test_create_object_store_picks_the_backend(tmp_path: Path) -> None:
+    local = create_object_store(Settings(STRATMASTER_DATA_DIR=str(tmp_path), MINIO_ENDPOINT=""))
+    assert isinstance(local, LocalFolderObjectStore) and local.root == (tmp_path / "objects").resolve()
+    remote = create_object_store(Settings(STRATMASTER_DATA_DIR=str(tmp_path), MINIO_ENDPOINT="http://minio:9000",
+                                          MINIO_ACCESS_KEY="k", MINIO_SECRET_KEY="s"))
+    assert isinstance(remote, S3ObjectStore) and remote.endpoint == "minio:9000" and not remote.secure
