@@ -39,6 +39,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ from bench.platform_bench import (
     machine_info,
     platform_env,
     process_tree,
+    replica_processes,
     wait_for_services,
     write_result,
 )
@@ -306,9 +308,27 @@ def measure_latency(platform_: Platform, base: str, requests: list[bytes], clien
     platform_.remember_pids()
     cpu_before = cpu_seconds(process_tree(platform_.root))
     own_before = resource.getrusage(resource.RUSAGE_SELF)
-    result = runner(search_load(base, requests, clients, args.warmup, args.duration, args.timeout))
+    # Replica processes each second meanwhile: autoscaling during the window shows here.
+    timeline: list[dict[str, Any]] = []
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            timeline.append({"t_s": round(time.monotonic() - started, 1),
+                             "replicas": replica_processes(platform_.root)})
+            platform_.remember_pids()
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = runner(search_load(base, requests, clients, args.warmup, args.duration, args.timeout))
+    finally:
+        stop.set()
+        sampler.join(5)
     own_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_after = cpu_seconds(process_tree(platform_.root))
+    result["replica_processes_timeline"] = timeline
     result["platform_cpu_s"] = round(sum(v - cpu_before.get(pid, 0.0) for pid, v in cpu_after.items()), 2)
     result["loadgen_cpu_s"] = round(own_after.ru_utime - own_before.ru_utime
                                     + own_after.ru_stime - own_before.ru_stime, 2)
@@ -478,6 +498,10 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"  latency  hybrid default, {clients:>2} client(s): {load['requests_per_s']} req/s, "
                      f"p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, errors {load['errors']}"
                      + (f" {load['errors_by_status']}" if load["errors"] else ""))
+        if load.get("replica_processes_timeline"):
+            at_end = load["replica_processes_timeline"][-1]["replicas"]
+            lines.append("           knowledge replicas at the end: " + ", ".join(
+                f"{name.split(':', 1)[1]} {count}" for name, count in at_end.items() if name.startswith("knowledge:")))
     lines.append("")
     for verdict in result["verdicts"]:
         lines.append(f"  {'MET ' if verdict['met'] else 'MISS'}  {verdict['measure']:<32} {verdict['value']!s:<10} "

@@ -47,8 +47,22 @@ class LocalPlatform:
 
 
 def _pin_to_loopback() -> None:
-    # Without this Ray binds the node to the machine's external address.
+    # Without this Ray binds the node to the machine's external address. Ray reads it
+    # when imported, so entry points (the CLI, tests/conftest.py) set it first; this
+    # covers callers that have not imported ray yet, and the check after start catches
+    # those that had.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
+def _check_loopback() -> None:
+    import ray
+
+    address = ray.util.get_node_ip_address()
+    if address != "127.0.0.1":
+        ray.shutdown()
+        raise PlatformStartError(
+            f"Ray bound the local node to {address}, not 127.0.0.1: set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "
+            "in the environment before anything imports ray")
 
 
 def start_platform(settings: Settings, *, config_path: Path | None = None, migrate: bool = True,
@@ -70,7 +84,11 @@ def start_platform(settings: Settings, *, config_path: Path | None = None, migra
         address="local", namespace="serve", include_dashboard=dashboard, dashboard_host="127.0.0.1",
         _metrics_export_port=settings.metrics_port, _temp_dir=str(temp_dir) if temp_dir else None,
         logging_level=logging.WARNING,
+        # Every worker (so every Serve replica) binds its inter-deployment gRPC server to
+        # loopback; see deployments/loopback.py.
+        runtime_env={"worker_process_setup_hook": "deployments.loopback.bind_replica_grpc_to_loopback"},
     )
+    _check_loopback()
     client = serve_api.serve_start(http_options=config.http_options.model_dump(),
                                    proxy_location=config.proxy_location)
     client.deploy_apps(config, _blocking=False)

@@ -6,15 +6,21 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
-import sys
-import threading
-from collections.abc import Sequence
-from pathlib import Path
+import os
 
-from stratmaster.settings import ConfigurationError, Settings, load_settings
+# Read by Ray when it is imported, not when it starts: without it a local node binds to
+# the machine's external address. Set before anything here can import ray.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from stratmaster.settings import ConfigurationError, Settings, load_settings  # noqa: E402
 
 
 def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:

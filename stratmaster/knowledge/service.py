@@ -60,6 +60,11 @@ log = logging.getLogger("stratmaster.knowledge")
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
+# all-MiniLM-L6-v2 reads 256 positions, two of them [CLS] and [SEP].
+MODEL_WINDOW_TOKENS = 254
+# A very long title must not shrink chunks to nothing; past this it is truncated instead.
+MIN_CHUNK_TOKENS = 128
+
 
 class NotFound(LookupError):
     """No such document or entity for this tenant (404: ids are not confirmed across tenants)."""
@@ -169,7 +174,7 @@ class KnowledgeService:
         text = normalise_text(text)
         if not text:
             raise DocumentProblem(422, "empty_document", f"document {document.id!r} has no text after parsing")
-        pieces = chunk_text(text, self.counter, max_tokens=self.config.chunking.max_tokens,
+        pieces = chunk_text(text, self.counter, max_tokens=self._chunk_budget(document.title),
                             overlap_tokens=self.config.chunking.overlap_tokens)
         chunks = [
             StoredChunk(f"{document.id}#{p.ordinal}-{hashlib.sha256(p.text.encode()).hexdigest()[:8]}",
@@ -177,6 +182,11 @@ class KnowledgeService:
             for p in pieces
         ]
         return _Prepared(index, document, text, document_fingerprint(document), chunks)
+
+    def _chunk_budget(self, title: str) -> int:
+        """Tokens per chunk so that title + chunk still fits the model's window untruncated."""
+        room = MODEL_WINDOW_TOKENS - self.counter.count(f"{title}\n\n")
+        return max(MIN_CHUNK_TOKENS, min(self.config.chunking.max_tokens, room))
 
     def _write(self, tenant: str, item: _Prepared, existing: DocumentRecord | None,
                vectors: np.ndarray) -> IngestOutcome:
@@ -361,7 +371,7 @@ class KnowledgeService:
         graph = self.stores.graph
         edges = graph.edges(tenant)
         members = {entity for a, b, _ in edges for entity in (a, b)}
-        names = {e: found.name for e in members if (found := graph.get_entity(tenant, e)) is not None}
+        names = {e.entity_id: e.name for e in graph.find_entities(tenant, None, len(members) + 1)}
 
         def texts_for(entity_ids: Sequence[str]) -> list[str]:
             chunk_ids = [c.chunk_id for c in graph.chunks_of_entities(tenant, list(entity_ids), 20)]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 from qdrant_client import QdrantClient, models
 
 from stratmaster.health import ComponentHealth
@@ -193,14 +193,14 @@ class QdrantVectorIndex:
                                           field_schema=models.PayloadSchemaType.KEYWORD, wait=True)
 
     def _vector(self, vector: Sequence[float]) -> list[float]:
-        values = [float(x) for x in vector]
-        if len(values) != self.dimension:
-            raise ValueError(f"vector has {len(values)} dimensions, this index holds {self.dimension}")
-        if not all(math.isfinite(x) for x in values):
+        array = np.asarray(vector, dtype=np.float64)
+        if array.ndim != 1 or array.shape[0] != self.dimension:
+            raise ValueError(f"vector has shape {array.shape}, this index holds {self.dimension}-d vectors")
+        if not np.isfinite(array).all():
             raise ValueError("vector contains NaN or infinity")
-        if not any(values):
+        if not array.any():
             raise ValueError("the zero vector has no cosine similarity")
-        return values
+        return array.tolist()
 
     # --- VectorIndex ----------------------------------------------------------------
     def upsert(self, tenant: str, items: Sequence[VectorItem]) -> None:

@@ -100,6 +100,11 @@ class VectorIndexConformance:
             index.upsert(ACME, [VectorItem("c", "d", [1.0] * (DIM + 1))])
         with pytest.raises(ValueError):
             index.search(ACME, [1.0] * (DIM - 1), 3)
+        with pytest.raises(ValueError):
+            index.upsert(ACME, [VectorItem("c", "d", [float("nan")] + [0.0] * (DIM - 1))])
+        with pytest.raises(ValueError):
+            index.search(ACME, [0.0] * DIM, 3)  # no direction, no cosine
+        assert index.count(ACME) == 0
 
     # --- tenants --------------------------------------------------------------------
     def test_tenant_isolation(self, index: VectorIndex) -> None:

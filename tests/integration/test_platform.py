@@ -163,3 +163,26 @@ def test_metrics_are_exported_in_one_scrape(http, platform, bearer):
                  if line.startswith("ray_stratmaster_http_requests_total{") and 'route="/knowledge/info"' in line]
     assert any('status_class="2xx"' in line and 'service="knowledge"' in line for line in knowledge)
     assert sum(float(line.rsplit(" ", 1)[1]) for line in knowledge) >= 3
+
+
+def _loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def test_every_server_of_the_local_platform_listens_on_loopback_only(platform, http):
+    import os
+
+    import psutil
+
+    http.get("/healthz")
+    ours = {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)} | {os.getpid()}
+    exposed = [
+        (c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name())
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in ours and not _loopback(c.laddr.ip)
+    ]
+    assert exposed == [], exposed
