@@ -66,6 +66,7 @@ from bench.platform_bench import (
     platform_env,
     process_tree,
     replica_processes,
+    short_name,
     wait_for_services,
     write_result,
 )
@@ -327,15 +328,27 @@ def measure_latency(platform_: Platform, base: str, requests: list[bytes], clien
         stop.set()
         sampler.join(5)
     own_after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_after = cpu_seconds(process_tree(platform_.root))
+    tree = process_tree(platform_.root)
+    cpu_after = cpu_seconds(tree)
     result["replica_processes_timeline"] = timeline
     result["platform_cpu_s"] = round(sum(v - cpu_before.get(pid, 0.0) for pid, v in cpu_after.items()), 2)
+    by_role: Counter[str] = Counter()
+    for proc in tree:
+        if proc.pid in cpu_after:
+            by_role[short_name(proc)] += cpu_after[proc.pid] - cpu_before.get(proc.pid, 0.0)
+    result["platform_cpu_s_by_role"] = {name: round(v, 2) for name, v in by_role.most_common(8)}
     result["loadgen_cpu_s"] = round(own_after.ru_utime - own_before.ru_utime
                                     + own_after.ru_stime - own_before.ru_stime, 2)
     return result
 
 
 # --- the run --------------------------------------------------------------------------------
+def ensure_running(platform_: Platform) -> None:
+    code = platform_.exited()
+    if code is not None:
+        raise BenchError(f"stratmaster up exited with {code} during the run:\n{platform_.tail()}")
+
+
 def server_defaults() -> dict[str, Any]:
     """The retrieval settings the platform loads (configs/knowledge.yaml), for the record."""
     try:
@@ -394,6 +407,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             result["ingest"]["stats_after"] = stats.json() if stats.status_code == 200 else stats.status_code
             result["quality"] = {}
             for configuration in CONFIGURATIONS:
+                ensure_running(platform_)
                 print(f"quality: {configuration.name} ({len(queries)} queries, k={args.k}) ...", flush=True)
                 measured = run_configuration(client, dataset, configuration, args.k)
                 if measured["answered"] == 0:  # zeros from a broken endpoint would read as a quality result
@@ -405,9 +419,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         requests = search_requests(base, token, [q.text for q in queries], args.latency_k)
         result["latency"] = {}
         for clients in args.clients:
+            ensure_running(platform_)
             print(f"latency: hybrid default, {clients} client(s), {args.warmup:.0f} s warm-up + "
                   f"{args.duration:.0f} s ...", flush=True)
-            result["latency"][str(clients)] = measure_latency(platform_, base, requests, clients, args)
+            load = result["latency"][str(clients)] = measure_latency(platform_, base, requests, clients, args)
+            ensure_running(platform_)
+            if load["ok"] == 0:
+                raise BenchError(f"no search succeeded with {clients} client(s): {load['errors_by_status']}")
         result["noise"]["foreign_ray_processes_at_end"] = foreign_ray_processes(set(platform_.seen_pids))
         result["noise"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
         failed = False

@@ -36,14 +36,19 @@ class LocalPlatform:
     started_at: float = field(default_factory=time.monotonic)
     healthy_after_s: float | None = None
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Shut Serve down, then Ray; Serve's part is bounded, since a dead controller hangs it."""
+        import threading
+
         import ray
         from ray import serve
 
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+        stopping = threading.Thread(target=serve.shutdown, name="serve-shutdown", daemon=True)
+        stopping.start()
+        stopping.join(timeout_s)
+        if stopping.is_alive():
+            log.warning("Serve did not shut down within %.0f s; stopping Ray anyway", timeout_s)
+        ray.shutdown()
 
 
 def _pin_to_loopback() -> None:

@@ -61,9 +61,29 @@ REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { echo "servers.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+find_pg_bin() {
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true
+}
+
+# Debian's package would also create and start a default cluster on 5432; we run our
+# own on $PG_PORT, so tell postgresql-common not to create one.
+install_postgresql() {
+    [[ "$(id -u)" -eq 0 ]] || die "PostgreSQL is missing; install it (apt-get install postgresql) as root"
+    log "PostgreSQL not found: installing it with apt-get"
+    mkdir -p /etc/postgresql-common
+    grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf \
+        || echo "create_main_cluster = false" >> /etc/postgresql-common/createcluster.conf
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+}
+
 pg_bin() {
     local dir
-    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    dir="$(find_pg_bin)"
+    if [[ -z "$dir" || ! -x "$dir/pg_ctl" ]]; then
+        install_postgresql >&2
+        dir="$(find_pg_bin)"
+    fi
     [[ -n "$dir" && -x "$dir/pg_ctl" ]] || die "PostgreSQL not found under /usr/lib/postgresql/*/bin"
     echo "$dir"
 }

@@ -23,32 +23,40 @@ from pathlib import Path  # noqa: E402
 from stratmaster.settings import ConfigurationError, Settings, load_settings  # noqa: E402
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from cluster.local import PlatformStartError, start_platform
     from stratmaster.logs import configure_logging
 
     configure_logging("cli", settings.log_level)
+    # Installed before starting, and explicitly: a process started in the background by a
+    # script inherits an ignored SIGINT, and a signal during start-up must still stop it.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     print(f"starting StratMaster on {settings.http_host}:{settings.http_port} "
           f"(backends: {json.dumps({k: v['backend'] for k, v in settings.backends().items()})})", flush=True)
+    platform = None
     try:
         platform = start_platform(settings, config_path=args.config, migrate=not args.no_migrate,
                                   dashboard=not args.no_dashboard, timeout_s=args.timeout)
+        print(json.dumps({
+            "status": "healthy", "healthy_after_s": platform.healthy_after_s, "url": platform.base_url,
+            "docs": f"{platform.base_url}/docs", "metrics": platform.metrics_url,
+            "dashboard": platform.dashboard_url, "ray_session": str(platform.session_dir),
+        }), flush=True)
+        print("get a token with: stratmaster token --tenant acme --role analyst; Ctrl-C stops", flush=True)
+        threading.Event().wait()
     except PlatformStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({
-        "status": "healthy", "healthy_after_s": platform.healthy_after_s, "url": platform.base_url,
-        "docs": f"{platform.base_url}/docs", "metrics": platform.metrics_url,
-        "dashboard": platform.dashboard_url, "ray_session": str(platform.session_dir),
-    }), flush=True)
-    print("get a token with: stratmaster token --tenant acme --role analyst; Ctrl-C stops", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    print("shutting down ...", flush=True)
-    platform.stop()
-    print("stopped", flush=True)
+    except KeyboardInterrupt:
+        print("shutting down ...", flush=True)
+        if platform is not None:
+            platform.stop()
+        print("stopped", flush=True)
     return 0
 
 
