@@ -74,7 +74,8 @@ from stratmaster.evals.datasets import BeirDataset, DatasetFormatError, load_bei
 from stratmaster.evals.ir_metrics import evaluate_rankings, trec_ranking
 
 RESULTS_DIR = ROOT / "bench" / "results"
-DEFAULT_DATASET = Path("/work/shared/data/cisi")
+# The shared material sits beside the repository (../shared).
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "cisi"
 MEASURES = ("nDCG@10", "MAP@100", "Recall@100", "MRR@10")
 SEARCH_K = 100
 

