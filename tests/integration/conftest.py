@@ -42,17 +42,20 @@ def platform() -> Iterator[object]:
     get_settings.cache_clear()
     # Ray's unix socket paths must stay short: a short temp dir of our own.
     ray_dir = Path(tempfile.mkdtemp(prefix="smray", dir="/tmp"))
-    running = start_platform(load_settings(), dashboard=False, temp_dir=ray_dir, timeout_s=240)
     try:
-        yield running
+        running = start_platform(load_settings(), dashboard=False, temp_dir=ray_dir, timeout_s=240)
     finally:
-        running.stop()
+        # Ray's processes took their environment at start; other tests must not see ours.
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")
