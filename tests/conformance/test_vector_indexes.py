@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -21,10 +23,21 @@ from qdrant_client import QdrantClient, models
 
 from stratmaster.settings import Settings
 from stratmaster.stores.protocols import StoreError, VectorIndex, VectorItem
-from stratmaster.stores.vectors import UPSERT_BATCH, QdrantVectorIndex, create_vector_index, point_id
+from stratmaster.stores.vectors import (
+    COLLECTION,
+    UPSERT_BATCH,
+    OneCommitPerCall,
+    QdrantVectorIndex,
+    create_vector_index,
+    point_id,
+    tenant_collection,
+)
 
 ACME = "acme"
 GLOBEX = "globex"
+# Path separators, dots, NUL, control and non-ASCII characters, quotes, and more than a
+# file name may hold: none of it may reach a collection name or a path.
+WEIRD = "../" * 3 + "acme/..\\x\x00\n\t \"'*?<>|:% 🏢" * 20
 DIM = 16
 
 
@@ -167,6 +180,25 @@ class VectorIndexConformance:
         # The restriction never widens the tenant.
         assert index.search(GLOBEX, vectors[0].tolist(), 5, document_ids=["d0"]) == []
 
+    def test_chunk_moved_to_another_document(self, index: VectorIndex) -> None:
+        index.upsert(ACME, [VectorItem("c1", "d1", unit(0)), VectorItem("c2", "d1", unit(1))])
+        index.upsert(ACME, [VectorItem("c1", "d2", unit(0))])
+        assert index.delete_document(ACME, "d1") == 1
+        assert [h.chunk_id for h in index.search(ACME, unit(0), 5)] == ["c1"]
+        assert index.delete_document(ACME, "d2") == 1
+        assert index.count(ACME) == 0
+
+    def test_weird_tenant_string(self, index: VectorIndex) -> None:
+        vectors = random_vectors(10)
+        index.upsert(WEIRD, [VectorItem(f"c{i}", "d1", v.tolist()) for i, v in enumerate(vectors)])
+        index.upsert(ACME, [VectorItem("c0", "d1", (-vectors[0]).tolist())])
+        assert (index.count(WEIRD), index.count(ACME), index.count(WEIRD[:-1])) == (10, 1, 0)
+        assert index.search(WEIRD, vectors[0].tolist(), 1)[0].score == pytest.approx(1.0, abs=1e-5)
+        assert index.search(WEIRD[:-1], vectors[0].tolist(), 1) == []
+        assert index.delete_document(ACME, "d1") == 1
+        assert index.count(WEIRD) == 10
+        assert index.delete_document(WEIRD, "d1") == 10
+
     def test_count(self, index: VectorIndex) -> None:
         index.upsert(ACME, [VectorItem(f"c{i}", "d", unit(i % DIM)) for i in range(12)])
         index.upsert(GLOBEX, [VectorItem("c0", "d", unit(0))])
@@ -203,12 +235,177 @@ class TestQdrantLocal(VectorIndexConformance):
         finally:
             reopened.close()
 
+    def test_concurrent_calls(self, index: QdrantVectorIndex) -> None:
+        # Local mode is not thread-safe by itself: the index's lock must make it so.
+        vectors = random_vectors(40)
+        errors: list[BaseException] = []
+
+        def work(tenant: str) -> None:
+            try:
+                for i, v in enumerate(vectors):
+                    index.upsert(tenant, [VectorItem(f"c{i}", f"d{i % 4}", v.tolist())])
+                    index.search(tenant, v.tolist(), 3)
+                    if i % 10 == 9:
+                        index.delete_document(tenant, "d1")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(f"tenant-{n}",)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        # c1, c5, ... (document d1) last re-added at i=37; deleted at i=39: 10 deleted, 30 remain
+        assert [index.count(f"tenant-{n}") for n in range(4)] == [30] * 4
+
+    def test_reopen_keeps_every_tenant(self, tmp_path: Path) -> None:
+        vectors = random_vectors(30)
+        index = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        index.upsert(ACME, [VectorItem(f"c{i}", f"d{i % 3}", v.tolist()) for i, v in enumerate(vectors)])
+        index.upsert(WEIRD, [VectorItem("w", "dw", unit(5))])
+        index.upsert(GLOBEX, [VectorItem("g", "dg", unit(6))])
+        assert index.delete_document(GLOBEX, "dg") == 1  # an emptied collection stays empty after reopen
+        index.close()
+        reopened = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        try:
+            assert (reopened.count(ACME), reopened.count(WEIRD), reopened.count(GLOBEX)) == (30, 1, 0)
+            assert reopened.search(ACME, vectors[7].tolist(), 1)[0].chunk_id == "c7"
+            assert reopened.search(WEIRD, unit(5), 1)[0].chunk_id == "w"
+            assert reopened.search(GLOBEX, unit(6), 1) == []
+            # Which points each document has is read back from the store.
+            assert reopened.delete_document(ACME, "d1") == 10
+            reopened.upsert(ACME, [VectorItem("c0", "d1", vectors[0].tolist())])  # moves c0 from d0 to d1
+            assert reopened.delete_document(ACME, "d0") == 9
+            assert reopened.count(ACME) == 11
+        finally:
+            reopened.close()
+
+    def test_a_collection_per_tenant(self, tmp_path: Path) -> None:
+        index = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        try:
+            assert index._client.get_collections().collections == []  # made on first upsert
+            index.search(WEIRD, unit(0), 1)
+            index.count(WEIRD)
+            index.delete_document(WEIRD, "d")
+            assert index._client.get_collections().collections == []  # reads create nothing
+            index.upsert(WEIRD, [VectorItem("c", "d", unit(0))])
+            index.upsert(ACME, [VectorItem("c", "d", unit(0))])
+            names = sorted(c.name for c in index._client.get_collections().collections)
+            assert names == sorted([tenant_collection(COLLECTION, WEIRD), tenant_collection(COLLECTION, ACME)])
+            assert all(len(name) == len(COLLECTION) + 2 + 32 and name.isascii() for name in names)
+            assert index._client.get_collection(tenant_collection(COLLECTION, WEIRD)).config.metadata == {
+                "tenant": WEIRD}
+            on_disk = sorted(p.name for p in (tmp_path / "q" / "collection").iterdir())
+            assert on_disk == names
+        finally:
+            index.close()
+        assert tenant_collection(COLLECTION, "a") != tenant_collection(COLLECTION, "A")
+
+    def test_local_searches_carry_no_tenant_filter(self, index: QdrantVectorIndex) -> None:
+        index.upsert(ACME, [VectorItem(f"c{i}", f"d{i % 2}", unit(i)) for i in range(4)])
+        index._client = RecordingClient(index._client)  # type: ignore[assignment]
+        index.search(ACME, unit(0), 3)
+        index.search(ACME, unit(0), 3, document_ids=["d1"])
+        queries = [(args[0], kwargs["query_filter"]) for name, args, kwargs in index._client.calls
+                   if name == "query_points"]
+        restricted = models.Filter(must=[models.FieldCondition(key="document_id",
+                                                               match=models.MatchAny(any=["d1"]))])
+        assert queries == [(tenant_collection(COLLECTION, ACME), None),
+                           (tenant_collection(COLLECTION, ACME), restricted)]
+
+    def test_a_shared_collection_is_split_per_tenant_on_open(self, tmp_path: Path) -> None:
+        # A store as local mode wrote it before: one collection, tenant in the payload.
+        vectors = random_vectors(20)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            shared = QdrantVectorIndex(QdrantClient(path=str(tmp_path / "q")), DIM, embedded=False, location="old")
+            shared.upsert(ACME, [VectorItem(f"c{i}", f"d{i % 2}", v.tolist()) for i, v in enumerate(vectors)])
+            shared.upsert(WEIRD, [VectorItem("c0", "w", unit(3))])
+            shared.close()
+        index = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        try:
+            names = {c.name for c in index._client.get_collections().collections}
+            assert names == {tenant_collection(COLLECTION, ACME), tenant_collection(COLLECTION, WEIRD)}
+            assert (index.count(ACME), index.count(WEIRD)) == (20, 1)
+            assert index.search(ACME, vectors[4].tolist(), 1)[0].chunk_id == "c4"
+            assert index.search(WEIRD, unit(3), 1)[0].chunk_id == "c0"
+            assert index.delete_document(ACME, "d1") == 10
+            index.upsert(ACME, [VectorItem("c1", "d1", vectors[1].tolist())])  # same point id as before the split
+            assert index.count(ACME) == 11
+        finally:
+            index.close()
+
+    # --- one commit per call ----------------------------------------------------------
+    def test_writes_commit_once_per_call(self, index: QdrantVectorIndex) -> None:
+        index.upsert(ACME, [VectorItem("c0", "d", unit(0))])
+        connection = index._client._client.collections[tenant_collection(COLLECTION, ACME)].storage.storage
+        # If a qdrant-client upgrade moves its local storage, this adapter stops being installed.
+        assert isinstance(connection, OneCommitPerCall)
+        before = connection.total_changes
+        commits = CountingCommits(connection.connection)
+        connection.connection = commits  # type: ignore[assignment]
+        index.upsert(ACME, [VectorItem(f"c{i}", "d", unit(i)) for i in range(1, 12)])
+        assert commits.commits == 1
+        assert index.delete_document(ACME, "d") == 12
+        assert commits.commits == 2
+        assert connection.total_changes == before + 11 + 12
+
+    def test_batch_upsert_survives_reopen(self, tmp_path: Path) -> None:
+        n = UPSERT_BATCH * 2 + 7
+        vectors = random_vectors(n)
+        index = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        index.upsert(ACME, [VectorItem(f"c{i}", f"d{i % 5}", v.tolist()) for i, v in enumerate(vectors)])
+        index.upsert(ACME, [VectorItem("c0", "d9", vectors[1].tolist())])  # replaces c0, in a later commit
+        index.close()
+        reopened = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        try:
+            assert reopened.count(ACME) == n
+            for i in range(2, n, 37):
+                assert reopened.search(ACME, vectors[i].tolist(), 1)[0].chunk_id == f"c{i}"
+            assert {h.chunk_id for h in reopened.search(ACME, vectors[1].tolist(), 2)} == {"c0", "c1"}
+            assert reopened.delete_document(ACME, "d9") == 1
+        finally:
+            reopened.close()
+
+    def test_a_failed_commit_leaves_memory_as_the_disk(self, tmp_path: Path) -> None:
+        index = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        try:
+            index.upsert(ACME, [VectorItem("kept", "d1", unit(0))])
+            adapter = index._client._client.collections[tenant_collection(COLLECTION, ACME)].storage.storage
+            adapter.connection = FailingCommit(adapter.connection)
+            with pytest.raises(StoreError, match="disk I/O error"):
+                index.upsert(ACME, [VectorItem("lost", "d1", unit(1)), VectorItem("kept", "d2", unit(2))])
+            # The index reloaded from disk: neither point of the failed call is there.
+            assert index.count(ACME) == 1
+            hit = index.search(ACME, unit(0), 2)
+            assert [(h.chunk_id, h.document_id) for h in hit] == [("kept", "d1")]
+            # The same for a delete, on the reloaded client (which writes again).
+            index.upsert(ACME, [VectorItem("extra", "d3", unit(3))])
+            adapter = index._client._client.collections[tenant_collection(COLLECTION, ACME)].storage.storage
+            adapter.connection = FailingCommit(adapter.connection)
+            with pytest.raises(StoreError, match="disk I/O error"):
+                index.delete_document(ACME, "d1")
+            assert index.count(ACME) == 2
+            assert index.search(ACME, unit(0), 1)[0].chunk_id == "kept"
+            assert index.delete_document(ACME, "d1") == 1
+        finally:
+            index.close()
+        reopened = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        try:
+            assert reopened.count(ACME) == 1
+            assert reopened.search(ACME, unit(3), 1)[0].chunk_id == "extra"
+        finally:
+            reopened.close()
+
     def test_one_owner_per_folder(self, index: QdrantVectorIndex) -> None:
         with pytest.raises(StoreError, match="already accessed"):
             QdrantVectorIndex.local(index.location, DIM)
 
     def test_dimension_mismatch_on_reopen(self, tmp_path: Path) -> None:
-        QdrantVectorIndex.local(tmp_path / "q", DIM).close()
+        index = QdrantVectorIndex.local(tmp_path / "q", DIM)
+        index.upsert(ACME, [VectorItem("c", "d", unit(0))])  # collections are made on first upsert
+        index.close()
         with pytest.raises(StoreError, match="expects 32-d"):
             QdrantVectorIndex.local(tmp_path / "q", 32)
         QdrantVectorIndex.local(tmp_path / "q", DIM).close()  # the failed open released the folder
@@ -266,6 +463,34 @@ class RecordingClient:
             return attribute(*args, **kwargs)
 
         return record
+
+
+class CountingCommits:
+    """A sqlite connection stand-in that counts commits."""
+
+    def __init__(self, inner: sqlite3.Connection) -> None:
+        self.inner = inner
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def commit(self) -> None:
+        self.commits += 1
+        self.inner.commit()
+
+
+class FailingCommit:
+    """A sqlite connection stand-in whose commit fails, as on a full or broken disk."""
+
+    def __init__(self, inner: sqlite3.Connection) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def commit(self) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
 
 
 def tenant_of(query_filter: models.Filter) -> str | None:
