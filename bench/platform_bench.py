@@ -42,10 +42,11 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -63,6 +64,9 @@ BACKEND_VARIABLES = (
     "NEBULA_ADDRESS", "TEMPORAL_ADDRESS",
 )
 MIB = 1024 * 1024
+
+
+T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -577,24 +581,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def guarded_run(run_bench: Callable[[], T], errors: tuple[type[BaseException], ...] = (BenchError,)) -> T | int:
+    """Run a benchmark with what every bench's main() shares: set-up check, SIGTERM, errors.
+
+    Returns the benchmark's result, or the exit code to return when it could not finish.
+    """
     if not (VENV_BIN / "stratmaster").exists():
         print(f"error: {VENV_BIN / 'stratmaster'} missing; run `make setup` first", file=sys.stderr)
         return 2
-
-    def terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return run_bench()
+    except errors as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; platform stopped", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = guarded_run(lambda: run(args))
+    if isinstance(result, int):
+        return result
     write_result(result, args.output)
     print(summary(result))
     print(f"-> {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")

@@ -36,7 +36,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -54,7 +53,6 @@ from bench.loadgen import HttpConnection, percentile
 from bench.platform_bench import (
     HOST,
     ROOT,
-    VENV_BIN,
     BenchError,
     Platform,
     cpu_seconds,
@@ -62,6 +60,7 @@ from bench.platform_bench import (
     free_port,
     get_token,
     git_info,
+    guarded_run,
     machine_info,
     platform_env,
     process_tree,
@@ -565,22 +564,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (VENV_BIN / "stratmaster").exists():
-        print(f"error: {VENV_BIN / 'stratmaster'} missing; run `make setup` first", file=sys.stderr)
-        return 2
-
-    def terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        result, per_query = run(args)
-    except (BenchError, httpx.HTTPError, FileNotFoundError, DatasetFormatError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; platform stopped", file=sys.stderr)
-        return 130
+    outcome = guarded_run(lambda: run(args), (BenchError, httpx.HTTPError, FileNotFoundError, DatasetFormatError))
+    if isinstance(outcome, int):
+        return outcome
+    result, per_query = outcome
     out = args.output_dir
     write_result(result, out / "retrieval.json")
     write_result({"timestamp": result["timestamp"], "measures": list(MEASURES), "per_query": per_query},
