@@ -244,3 +244,19 @@ def test_int8_precision_stays_close_to_fp32_and_is_recorded_apart(embedder):
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         Embedder(precision="fp8")
+
+
+def test_onnx_embedder_gives_the_torch_models_vectors(embedder, tmp_path):
+    from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+
+    onnx = OnnxEmbedder(tmp_path / "models")
+    texts = ["Premium pricing kept urban customers loyal.", "short", "x " * 600]  # the last one truncates
+    cosines = np.sum(embedder.embed(texts) * onnx.embed(texts), axis=1)
+    assert np.all(cosines > 0.99999), cosines
+    # Same vectors, so the same id: caches and indexes built with either stay valid.
+    assert onnx.model_id == embedder.model_id
+    [exported] = list((tmp_path / "models").glob("*.onnx"))
+    stamp = exported.stat().st_mtime_ns
+    OnnxEmbedder(tmp_path / "models")  # a later start reuses the export
+    assert exported.stat().st_mtime_ns == stamp
+    assert onnx.embed([]).shape == (0, 384)
