@@ -42,7 +42,7 @@ class GraphExpansionConfig(_Strict):
 
 
 class RetrievalConfig(_Strict):
-    candidates: int = Field(100, ge=10, le=1000)
+    candidates: int = Field(200, ge=10, le=1000)
     fusion: FusionConfig = FusionConfig()
     graph_expansion: GraphExpansionConfig = GraphExpansionConfig()
 
