@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from pydantic import BaseModel
@@ -22,6 +23,12 @@ class ComponentHealth(BaseModel):
     @property
     def healthy(self) -> bool:
         return self.status == "ok"
+
+
+def probed(name: str, backend: str, embedded: bool, started: float, detail: str | None = None) -> ComponentHealth:
+    """The answer of a probe begun at `started` (`time.perf_counter()`): down when `detail` says why."""
+    return ComponentHealth(name=name, status="down" if detail else "ok", backend=backend, embedded=embedded,
+                           latency_ms=(time.perf_counter() - started) * 1000, detail=detail)
 
 
 class HealthReport(BaseModel):

@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 
 from stratmaster.cache.protocol import check_entry
-from stratmaster.health import ComponentHealth
+from stratmaster.health import ComponentHealth, probed
 
 
 class MemoryCache:
@@ -58,9 +58,7 @@ class MemoryCache:
         started = time.perf_counter()
         with self._lock:
             pass
-        latency_ms = (time.perf_counter() - started) * 1000
-        return ComponentHealth(name="cache", status="ok", backend=self.backend,
-                               embedded=self.embedded, latency_ms=latency_ms)
+        return probed("cache", self.backend, self.embedded, started)
 
     def close(self) -> None:
         with self._lock:

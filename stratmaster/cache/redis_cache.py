@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stratmaster.cache.protocol import CacheUnavailable, check_entry
-from stratmaster.health import ComponentHealth
+from stratmaster.health import ComponentHealth, probed
 
 
 class RedisCache:
@@ -70,13 +70,9 @@ class RedisCache:
         try:
             self._client.ping()
         except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises
-            return ComponentHealth(
-                name="cache", status="down", backend=self.backend, embedded=self.embedded,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                detail=f"redis at {self.location}: {type(exc).__name__}: {exc}",
-            )
-        return ComponentHealth(name="cache", status="ok", backend=self.backend, embedded=self.embedded,
-                               latency_ms=(time.perf_counter() - started) * 1000)
+            return probed("cache", self.backend, self.embedded, started,
+                          f"redis at {self.location}: {type(exc).__name__}: {exc}")
+        return probed("cache", self.backend, self.embedded, started)
 
     def close(self) -> None:
         self._client.close()

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from stratmaster.health import ComponentHealth
+from stratmaster.health import ComponentHealth, probed
 from stratmaster.settings import ConfigurationError, Settings
 from stratmaster.stores.protocols import Community, Entity, GraphStore, Mention, Neighbor, ScoredChunk, StoreError
 
@@ -349,10 +349,8 @@ class SqliteGraphStore:
             with self._read("ping") as connection:
                 connection.execute("SELECT 1 FROM entities LIMIT 1").fetchall()
         except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises
-            return ComponentHealth(name="graph", status="down", backend=self.backend, embedded=self.embedded,
-                                   latency_ms=(time.perf_counter() - started) * 1000, detail=str(exc))
-        return ComponentHealth(name="graph", status="ok", backend=self.backend, embedded=self.embedded,
-                               latency_ms=(time.perf_counter() - started) * 1000)
+            return probed("graph", self.backend, self.embedded, started, str(exc))
+        return probed("graph", self.backend, self.embedded, started)
 
     def close(self) -> None:
         """Close every thread's connection; later calls raise StoreError. Idempotent."""
@@ -872,10 +870,8 @@ class NebulaGraphStore:
         try:
             self._run('RETURN "ping" AS ok')
         except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises
-            return ComponentHealth(name="graph", status="down", backend=self.backend, embedded=self.embedded,
-                                   latency_ms=(time.perf_counter() - started) * 1000, detail=str(exc))
-        return ComponentHealth(name="graph", status="ok", backend=self.backend, embedded=self.embedded,
-                               latency_ms=(time.perf_counter() - started) * 1000)
+            return probed("graph", self.backend, self.embedded, started, str(exc))
+        return probed("graph", self.backend, self.embedded, started)
 
     def close(self) -> None:
         with self._lock:

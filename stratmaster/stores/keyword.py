@@ -31,7 +31,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import OpenSearchException, RequestError
 
-from stratmaster.health import ComponentHealth
+from stratmaster.health import ComponentHealth, probed
 from stratmaster.settings import Settings
 from stratmaster.stores.protocols import KeywordDocument, KeywordIndex, ScoredChunk, StoreError
 
@@ -72,10 +72,6 @@ def _check_documents(documents: Sequence[KeywordDocument]) -> None:
         if isinstance(doc.tokens, str):
             raise ValueError(f"tokens must be a sequence of tokens, not one string (chunk {doc.chunk_id!r})")
 
-
-def _health(backend: str, embedded: bool, started: float, detail: str | None = None) -> ComponentHealth:
-    return ComponentHealth(name="keyword", status="down" if detail else "ok", backend=backend,
-                           embedded=embedded, latency_ms=(time.perf_counter() - started) * 1000, detail=detail)
 
 
 # --- embedded: SQLite FTS5 ----------------------------------------------------------------------
@@ -282,8 +278,8 @@ class SqliteFtsKeywordIndex:
         try:
             self._reader().execute("SELECT count(*) FROM chunk_fts WHERE rowid = 0").fetchone()
         except (sqlite3.Error, StoreError) as exc:
-            return _health(self.backend, self.embedded, started, f"{self.path}: {exc}")
-        return _health(self.backend, self.embedded, started)
+            return probed("keyword", self.backend, self.embedded, started, f"{self.path}: {exc}")
+        return probed("keyword", self.backend, self.embedded, started)
 
     def close(self) -> None:
         with self._write_lock, self._connections_lock:
@@ -464,10 +460,11 @@ class OpenSearchKeywordIndex:
         try:
             health = self._client.cluster.health()
         except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises
-            return _health(self.backend, self.embedded, started, f"{self.location}: {type(exc).__name__}: {exc}")
+            return probed("keyword", self.backend, self.embedded, started,
+                          f"{self.location}: {type(exc).__name__}: {exc}")
         if health.get("status") == "red":
-            return _health(self.backend, self.embedded, started, f"{self.location}: cluster status red")
-        return _health(self.backend, self.embedded, started)
+            return probed("keyword", self.backend, self.embedded, started, f"{self.location}: cluster status red")
+        return probed("keyword", self.backend, self.embedded, started)
 
     def close(self) -> None:
         self._client.close()

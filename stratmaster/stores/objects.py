@@ -34,7 +34,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from stratmaster.health import ComponentHealth
+from stratmaster.health import ComponentHealth, probed
 from stratmaster.settings import Settings
 from stratmaster.stores.protocols import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
 
@@ -129,10 +129,6 @@ def _encode_metadata_value(value: str) -> str:
     # (spaces included) keeps any text and is reversible.
     return quote(value, safe="!#$&'()*+,./:;=?@[]^_`{|}~-")
 
-
-def _health(backend: str, embedded: bool, started: float, detail: str | None = None) -> ComponentHealth:
-    return ComponentHealth(name="objects", status="down" if detail else "ok", backend=backend,
-                           embedded=embedded, latency_ms=(time.perf_counter() - started) * 1000, detail=detail)
 
 
 # --- embedded: a local folder ----------------------------------------------------------------
@@ -298,8 +294,8 @@ class LocalFolderObjectStore:
     def ping(self) -> ComponentHealth:
         started = time.perf_counter()
         if not (self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)):
-            return _health(self.backend, self.embedded, started, f"{self.root} is not a writable folder")
-        return _health(self.backend, self.embedded, started)
+            return probed("objects", self.backend, self.embedded, started, f"{self.root} is not a writable folder")
+        return probed("objects", self.backend, self.embedded, started)
 
     def close(self) -> None:
         """Nothing is held open; leftover temporary files of crashed writes are removed."""
@@ -480,8 +476,9 @@ class S3ObjectStore:
             if not self._client.bucket_exists(self.bucket):
                 self._ensure_bucket()
         except (StoreError, MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
-            return _health(self.backend, self.embedded, started, f"{self.location}: {type(exc).__name__}: {exc}")
-        return _health(self.backend, self.embedded, started)
+            return probed("objects", self.backend, self.embedded, started,
+                          f"{self.location}: {type(exc).__name__}: {exc}")
+        return probed("objects", self.backend, self.embedded, started)
 
     def close(self) -> None:
         self._http.clear()

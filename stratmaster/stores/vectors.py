@@ -68,7 +68,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from stratmaster.health import ComponentHealth
+from stratmaster.health import ComponentHealth, probed
 from stratmaster.settings import Settings
 from stratmaster.stores.protocols import ScoredChunk, StoreError, VectorIndex, VectorItem
 
@@ -567,10 +567,8 @@ class QdrantVectorIndex:
                 with self._call("ping"):
                     self._client.get_collection(self.collection)
         except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises
-            return ComponentHealth(name="vectors", status="down", backend=self.backend, embedded=self.embedded,
-                                   latency_ms=(time.perf_counter() - started) * 1000, detail=str(exc))
-        return ComponentHealth(name="vectors", status="ok", backend=self.backend, embedded=self.embedded,
-                               latency_ms=(time.perf_counter() - started) * 1000)
+            return probed("vectors", self.backend, self.embedded, started, str(exc))
+        return probed("vectors", self.backend, self.embedded, started)
 
     def close(self) -> None:
         """Release the client (in local mode: the folder lock). Idempotent."""
