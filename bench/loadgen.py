@@ -18,21 +18,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-class HttpConnection:
-    """One keep-alive HTTP/1.1 connection; `get()` returns (status, body bytes)."""
+def http_request(url: str, token: str, method: str = "GET", body: bytes | None = None) -> bytes:
+    """A prepared HTTP/1.1 request with a bearer token (and a JSON body when given)."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    head = (f"{method} {target} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port or 80}\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: application/json\r\nUser-Agent: stratmaster-bench\r\n")
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode() + (body or b"")
 
-    def __init__(self, host: str, port: int, request: bytes, timeout_s: float) -> None:
-        self.host, self.port, self.request, self.timeout_s = host, port, request, timeout_s
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection; `send(request)` returns (status, body bytes)."""
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self.host, self.port, self.timeout_s = host, port, timeout_s
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -44,14 +57,14 @@ class HttpConnection:
             self.writer.close()
         self.reader = self.writer = None
 
-    async def get(self) -> tuple[int, bytes]:
-        return await asyncio.wait_for(self._exchange(), self.timeout_s)
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        return await asyncio.wait_for(self._exchange(request), self.timeout_s)
 
-    async def _exchange(self) -> tuple[int, bytes]:
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             await self._connect()
         assert self.reader is not None and self.writer is not None
-        self.writer.write(self.request)
+        self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
@@ -96,11 +109,21 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 async def run_load(url: str, token: str, clients: int, warmup_s: float, duration_s: float,
                    timeout_s: float, max_requests: int) -> dict[str, object]:
+    """`GET url` from closed-loop clients; see `closed_loop`."""
+    result = await closed_loop(url, [http_request(url, token)], clients, warmup_s, duration_s, timeout_s,
+                               max_requests)
+    return {"url": url, **result}
+
+
+async def closed_loop(url: str, requests: Sequence[bytes], clients: int, warmup_s: float, duration_s: float,
+                      timeout_s: float, max_requests: int) -> dict[str, object]:
+    """Closed-loop clients sending the prepared requests, cycled in order across all clients.
+
+    Counts only requests sent after the warm-up and answered within the window.
+    """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    request = (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-               f"Accept: application/json\r\nUser-Agent: stratmaster-bench\r\n\r\n").encode()
+    next_request = itertools.count()
 
     # perf_counter, not loop.time(): uvloop's clock is cached per loop iteration in whole ms.
     now = time.perf_counter
@@ -115,13 +138,14 @@ async def run_load(url: str, token: str, clients: int, warmup_s: float, duration
 
     async def client() -> None:
         nonlocal issued, warmup_requests, late_requests
-        connection = HttpConnection(host, port, request, timeout_s)
+        connection = HttpConnection(host, port, timeout_s)
         try:
             while now() < stop_at and issued < max_requests:
                 issued += 1
+                request = requests[next(next_request) % len(requests)]
                 sent = now()
                 try:
-                    status, _ = await connection.get()
+                    status, _ = await connection.send(request)
                     outcome = None if status == 200 else str(status)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                         ValueError, IndexError) as exc:
@@ -151,7 +175,6 @@ async def run_load(url: str, token: str, clients: int, warmup_s: float, duration
     failed = sum(errors.values())
     ms = lambda v: None if v is None else round(v * 1000, 2)  # noqa: E731
     return {
-        "url": url,
         "clients": clients,
         "warmup_s": warmup_s,
         "duration_s": duration_s,

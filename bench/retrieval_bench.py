@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import resource
@@ -45,11 +44,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from bench.loadgen import HttpConnection, percentile
+from bench.loadgen import closed_loop, http_request, percentile
 from bench.platform_bench import (
     HOST,
     ROOT,
@@ -220,82 +218,10 @@ def _ms(seconds: float | None) -> float | None:
 
 
 # --- latency --------------------------------------------------------------------------------
-class SearchConnection(HttpConnection):
-    """bench.loadgen's keep-alive connection, sending a different prepared request each time."""
-
-    async def send(self, request: bytes) -> tuple[int, bytes]:
-        self.request = request
-        return await self.get()
-
-
 def search_requests(base: str, token: str, queries: list[str], k: int) -> list[bytes]:
-    parts = urlsplit(base)
-    prepared = []
-    for text in queries:
-        body = json.dumps({"query": text, "mode": "hybrid", "k": k}).encode()
-        prepared.append(f"POST /knowledge/search HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
-                        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\nAccept: application/json\r\n"
-                        f"User-Agent: stratmaster-bench\r\n\r\n".encode() + body)
-    return prepared
-
-
-async def search_load(base: str, requests: list[bytes], clients: int, warmup_s: float, duration_s: float,
-                      timeout_s: float) -> dict[str, Any]:
-    """Closed-loop clients over the prepared requests, cycled in order across all clients."""
-    parts = urlsplit(base)
-    now = time.perf_counter
-    measure_from = now() + warmup_s
-    stop_at = measure_from + duration_s
-    next_request = itertools.count()
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    not_counted: Counter[str] = Counter()
-
-    async def client() -> None:
-        connection = SearchConnection(parts.hostname or HOST, parts.port or 80, b"", timeout_s)
-        try:
-            while now() < stop_at:
-                request = requests[next(next_request) % len(requests)]
-                sent = now()
-                try:
-                    status, _ = await connection.send(request)
-                    outcome = None if status == 200 else str(status)
-                except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                        ValueError, IndexError) as exc:
-                    outcome = type(exc).__name__
-                    connection.close()
-                done = now()
-                if done > stop_at:
-                    not_counted["after_window"] += 1
-                elif sent < measure_from:
-                    not_counted["warmup"] += 1
-                elif outcome is None:
-                    latencies.append(done - sent)
-                else:
-                    errors[outcome] += 1
-                if outcome is not None and outcome.endswith(("Error", "Exception")):
-                    await asyncio.sleep(0.05)  # do not spin on a refused connection
-        finally:
-            connection.close()
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    latencies.sort()
-    ok, failed = len(latencies), sum(errors.values())
-    return {
-        "clients": clients,
-        "warmup_s": warmup_s,
-        "duration_s": duration_s,
-        "requests": ok + failed,
-        "ok": ok,
-        "errors": failed,
-        "errors_by_status": dict(sorted(errors.items())),
-        "requests_per_s": round((ok + failed) / duration_s, 1),
-        "latency_ms": {"p50": _ms(percentile(latencies, 0.50)), "p95": _ms(percentile(latencies, 0.95)),
-                       "p99": _ms(percentile(latencies, 0.99)), "max": _ms(latencies[-1] if latencies else None),
-                       "mean": _ms(sum(latencies) / ok if ok else None)},
-        "not_counted": dict(not_counted),
-    }
+    return [http_request(f"{base}/knowledge/search", token, "POST",
+                         json.dumps({"query": text, "mode": "hybrid", "k": k}).encode())
+            for text in queries]
 
 
 def measure_latency(platform_: Platform, base: str, requests: list[bytes], clients: int,
@@ -323,7 +249,8 @@ def measure_latency(platform_: Platform, base: str, requests: list[bytes], clien
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        result = runner(search_load(base, requests, clients, args.warmup, args.duration, args.timeout))
+        result = runner(closed_loop(base, requests, clients, args.warmup, args.duration, args.timeout,
+                                    max_requests=2_000_000))
     finally:
         stop.set()
         sampler.join(5)
