@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from deployments.args import ServiceArgs
 from deployments.http import create_api, require_principal
@@ -30,9 +30,8 @@ def service_api(service: str, description: str) -> FastAPI:
     """A service's FastAPI app with the shared stack and the common `/info` route."""
     api = create_api(service, title=f"StratMaster {service} service", description=description,
                      version=__version__)
-    router = APIRouter(dependencies=[Depends(require_principal)], tags=[service])
 
-    @router.get("/info", summary=f"What the {service} service is running")
+    @api.get("/info", tags=[service], summary=f"What the {service} service is running")
     def info(request: Request, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
         runtime: ReplicaRuntime = request.app.state.runtime
         return {
@@ -50,7 +49,6 @@ def service_api(service: str, description: str) -> FastAPI:
             "caller": {"subject": principal.subject, "tenant": principal.tenant, "roles": list(principal.roles)},
         }
 
-    api.include_router(router)
     return api
 
 

@@ -275,7 +275,7 @@ class KnowledgeService:
         if expand and fused:
             step = time.perf_counter()
             lists["graph"] = self._graph_candidates(tenant, fused, document_ids)
-            fused = self._fuse(lists, fusion) if request.mode == "hybrid" or len(lists) > 1 else fused
+            fused = self._fuse(lists, fusion)  # lists now holds "graph" and at least one more
             timings["graph"] = (time.perf_counter() - step) * 1000
         hits = self._hydrate(tenant, fused[:request.k])
         timings["total"] = (time.perf_counter() - started) * 1000
