@@ -59,6 +59,17 @@ def _pin_to_loopback() -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
+# Serve runs each replica's code and each handle's router on event loops of their own
+# threads by default; on one loop they skip two thread hand-offs per call. Our handlers
+# never block their loop (blocking work goes to threads), which is what the default
+# protects. Measured through the knowledge search at 16 clients: ~2 ms less CPU per
+# request. Processes started by Ray inherit these from the driver's environment.
+SERVE_PROCESS_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
+
+
 def _check_loopback() -> None:
     import ray
 
@@ -81,6 +92,8 @@ def start_platform(settings: Settings, *, config_path: Path | None = None, migra
         upgrade(settings.effective_database_url)
 
     _pin_to_loopback()
+    for name, value in SERVE_PROCESS_ENV.items():
+        os.environ.setdefault(name, value)
     import ray
     from ray.serve._private import api as serve_api
 

@@ -5,15 +5,18 @@ Three deployments, each scaled on its own:
 - `KnowledgeIndex` (ONE replica on embedded stores): owns the stores. Qdrant's local
   mode locks its folder and the full-text index has one writer, so every ingest and
   search goes through this single owner; with server backends (QDRANT_URL,
-  OPENSEARCH_URL, NEBULA_ADDRESS, MINIO_ENDPOINT, DATABASE_URL all set) it can scale;
-- `Embedder` (autoscaled): all-MiniLM-L6-v2; single queries are batched across
-  concurrent requests with `serve.batch`.
+  OPENSEARCH_URL, NEBULA_ADDRESS, MINIO_ENDPOINT, DATABASE_URL all set) it can scale.
+  It embeds queries itself (one model thread per search): a query is one short forward
+  pass, and a hop to another replica cost about as much CPU as the pass (~6 ms);
+- `Embedder` (autoscaled): all-MiniLM-L6-v2 for documents' chunks, called by the index
+  for the next group of chunks while it writes the previous one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -43,43 +46,39 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class KnowledgeArgs(ServiceArgs):
-    embedder_threads: int = Field(2, ge=1, le=64, description="torch threads per embedder replica.")
+    embedder_threads: int = Field(2, ge=1, le=64, description="Model threads per embedder replica.")
     embedding_backend: Literal["onnx", "torch"] = Field(
-        "onnx", description="onnx: ONNX Runtime, same vectors as torch at about half the CPU per query.")
+        "onnx", description="onnx: ONNX Runtime, the torch model's vectors at about half the CPU per query.")
     embedding_precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="int8: dynamically quantised Linear layers, ~2x faster on CPU, but 0.016 lower "
-                            "hybrid nDCG@10 on CISI through the service (see configs/serve.yaml).")
-    query_batch_size: int = Field(16, ge=1, le=256, description="Queries embedded together at most.")
-    query_batch_wait_s: float = Field(0.005, ge=0, le=1, description="How long a query waits for company.")
+        "int8", description="Model variant for chunks and queries. int8 (ONNX only) embeds ~1.5x faster at "
+                            "the same CISI quality; see stratmaster.knowledge.onnx_embedding.")
 
     @model_validator(mode="after")
-    def _int8_is_torch_only(self) -> KnowledgeArgs:
-        if self.embedding_precision == "int8" and self.embedding_backend != "torch":
-            raise ValueError("embedding_precision int8 needs embedding_backend torch")
+    def _int8_is_onnx_only(self) -> KnowledgeArgs:
+        if self.embedding_precision == "int8" and self.embedding_backend != "onnx":
+            raise ValueError("embedding_precision int8 needs embedding_backend onnx")
         return self
 
 
 # --- embedder -------------------------------------------------------------------------------
+def load_embedder(backend: str, precision: str, threads: int) -> Any:
+    settings = get_settings()
+    if backend == "onnx":
+        from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+
+        return OnnxEmbedder(settings.data_dir / "models", num_threads=threads, precision=precision)
+    from stratmaster.knowledge.embedding import Embedder as Model
+
+    return Model(num_threads=threads)
+
+
 @serve.deployment
 class Embedder:
-    def __init__(self, threads: int, batch_size: int, batch_wait_s: float, precision: str, backend: str) -> None:
-        settings = get_settings()
-        configure_logging("knowledge-embedder", settings.log_level)
-        if backend == "onnx":
-            from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+    """Documents' chunks, a group per call."""
 
-            self.model = OnnxEmbedder(settings.data_dir / "models", num_threads=threads)
-        else:
-            from stratmaster.knowledge.embedding import Embedder as Model
-
-            self.model = Model(num_threads=threads, precision=precision)
-        self.embed_query.set_max_batch_size(batch_size)
-        self.embed_query.set_batch_wait_timeout_s(batch_wait_s)
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def embed_query(self, texts: list[str]) -> list[np.ndarray]:
-        vectors = await asyncio.to_thread(self.model.embed, texts)
-        return list(vectors)
+    def __init__(self, threads: int, precision: str, backend: str) -> None:
+        configure_logging("knowledge-embedder", get_settings().log_level)
+        self.model = load_embedder(backend, precision, threads)
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(self.model.embed, texts)
@@ -88,11 +87,11 @@ class Embedder:
 class RemoteEmbedder:
     """The embedder deployment seen as a local embedder (called from worker threads)."""
 
-    def __init__(self, handle: DeploymentHandle, precision: str, batch: int = 256) -> None:
-        from stratmaster.knowledge.embedding import DIMENSION, variant_id
+    def __init__(self, handle: DeploymentHandle, model_id: str, batch: int = 256) -> None:
+        from stratmaster.knowledge.embedding import DIMENSION
 
         self.handle, self.batch = handle, batch
-        self.model_id, self.dimension = variant_id(precision), DIMENSION
+        self.model_id, self.dimension = model_id, DIMENSION
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         parts = [self.handle.embed_many.remote(list(texts[i:i + self.batch])).result()
@@ -109,10 +108,11 @@ def _error(status: int, code: str, message: str) -> dict[str, Any]:
 class KnowledgeIndex:
     """Single owner of the knowledge stores; answers envelopes ({"result"} or {"error"})."""
 
-    def __init__(self, embedder: DeploymentHandle, precision: str) -> None:
+    def __init__(self, embedder: DeploymentHandle, precision: str, backend: str) -> None:
         from stratmaster.knowledge.chunking import WordpieceCounter
         from stratmaster.knowledge.config import load_knowledge_config
         from stratmaster.knowledge.embedding import CachedEmbedder, SqliteEmbeddingCache
+        from stratmaster.knowledge.onnx_embedding import MODEL_IDS
         from stratmaster.knowledge.repository import DocumentRepository
         from stratmaster.knowledge.service import KnowledgeService, KnowledgeStores
         from stratmaster.stores.graph import create_graph_store
@@ -126,11 +126,24 @@ class KnowledgeIndex:
         engine = create_db_engine(settings.effective_database_url)
         self.stores = KnowledgeStores(create_object_store(settings), create_keyword_index(settings),
                                       create_vector_index(settings, 384), create_graph_store(settings))
-        self.embedder = CachedEmbedder(RemoteEmbedder(embedder, precision),
-                                       SqliteEmbeddingCache(settings.data_dir / "embedding-cache.sqlite"))
+        remote = RemoteEmbedder(embedder, MODEL_IDS[precision])
+        self.embedder = CachedEmbedder(remote, SqliteEmbeddingCache(settings.data_dir / "embedding-cache.sqlite"))
+        # One thread: concurrent searches already run side by side, each on a core.
+        self.query_model = load_embedder(backend, precision, threads=1)
         self.service = KnowledgeService(DocumentRepository(engine), self.stores, WordpieceCounter(),
-                                        self.embedder.embed, load_knowledge_config())
+                                        self.embedder.embed, load_knowledge_config(),
+                                        embed_query=self.query_model.embed)
+        # A handle learns its deployment's replicas on first use, which took ~6 s in a
+        # replica: learn them now, in the background, not during the first ingest.
+        threading.Thread(target=self._warm_embedder_handle, args=(remote,), daemon=True).start()
         log.info("knowledge index ready", extra={"backends": {k: v["backend"] for k, v in settings.backends().items()}})
+
+    @staticmethod
+    def _warm_embedder_handle(remote: RemoteEmbedder) -> None:
+        try:
+            remote.handle.embed_many.remote([]).result()
+        except Exception:  # noqa: BLE001 - the first ingest will report it properly
+            log.warning("embedder not reachable yet", exc_info=True)
 
     async def _call(self, correlation_id: str | None, function, *args) -> dict[str, Any]:
         from stratmaster.knowledge.schemas import DocumentProblem
@@ -153,11 +166,9 @@ class KnowledgeIndex:
             return self.service.ingest(tenant, documents).model_dump(mode="json")
         return await self._call(correlation_id, run)
 
-    async def search(self, tenant: str, request: dict[str, Any], query_vector: np.ndarray | None,
-                     correlation_id: str | None = None) -> dict[str, Any]:
+    async def search(self, tenant: str, request: dict[str, Any], correlation_id: str | None = None) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            return self.service.search(tenant, SearchRequest.model_validate(request), query_vector).model_dump(
-                mode="json")
+            return self.service.search(tenant, SearchRequest.model_validate(request)).model_dump(mode="json")
         return await self._call(correlation_id, run)
 
     async def get_document(self, tenant: str, document_id: str, correlation_id: str | None = None) -> dict[str, Any]:
@@ -273,12 +284,8 @@ def knowledge_api(service: str, description: str) -> FastAPI:
               summary="Keyword, dense or hybrid search over the tenant's chunks")
     async def search(body: SearchRequest, request: Request,
                      principal: Principal = Depends(require_principal)) -> dict[str, Any]:
-        ingress = _ingress(request)
-        vector = None
-        if body.mode in ("dense", "hybrid"):
-            vector = await ingress.embedder.embed_query.remote(body.query)
-        return _unwrap(await ingress.index.search.remote(principal.tenant, body.model_dump(), vector,
-                                                         current_correlation_id()))
+        return _unwrap(await _ingress(request).index.search.remote(principal.tenant, body.model_dump(),
+                                                                   current_correlation_id()))
 
     @api.get("/graph/entities", tags=["graph"], summary="Entities whose name contains q, most mentioned first")
     async def entities(request: Request, q: str | None = Query(None, max_length=200),
@@ -313,9 +320,9 @@ class KnowledgeIngress(ServiceIngress):
     service = "knowledge"
     description = DESCRIPTION
 
-    def __init__(self, args: KnowledgeArgs, index: DeploymentHandle, embedder: DeploymentHandle) -> None:
+    def __init__(self, args: KnowledgeArgs, index: DeploymentHandle) -> None:
         super().__init__(args)
-        self.index, self.embedder = index, embedder
+        self.index = index
         self.idempotency = IdempotencyStore(create_db_engine(self.runtime.settings.effective_database_url))
 
     def build_api(self) -> FastAPI:
@@ -335,6 +342,5 @@ def build_app(args: KnowledgeArgs) -> Application:
     """Serve application builder named by `configs/serve.yaml`."""
     # Serve passes a dict where the annotation is a string (postponed annotations).
     args = KnowledgeArgs.model_validate(args)
-    embedder = Embedder.bind(args.embedder_threads, args.query_batch_size, args.query_batch_wait_s,
-                             args.embedding_precision, args.embedding_backend)
-    return KnowledgeIngress.bind(args, KnowledgeIndex.bind(embedder, args.embedding_precision), embedder)
+    embedder = Embedder.bind(args.embedder_threads, args.embedding_precision, args.embedding_backend)
+    return KnowledgeIngress.bind(args, KnowledgeIndex.bind(embedder, args.embedding_precision, args.embedding_backend))

@@ -46,6 +46,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from stratmaster.stores.protocols import Mention
 
@@ -155,6 +156,7 @@ class _Token:
 
 
 # --- normalisation ----------------------------------------------------------------------
+@lru_cache(maxsize=1 << 16)  # pure, and called for every word of every chunk
 def fold_word(word: str) -> str:
     """Light plural folding of one lower-case word (see module doc); not a stemmer."""
     if len(word) <= 3 or word in NO_FOLD or not word.endswith("s"):
@@ -175,6 +177,7 @@ def _ascii_fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+@lru_cache(maxsize=1 << 16)
 def entity_slug(name: str) -> str:
     """The stable id of an entity name: lower case, plural-folded words joined by "-"."""
     words = []
@@ -286,9 +289,11 @@ def _verb_like(word: str) -> bool:
 
 
 def _content_word(token: _Token) -> bool:
-    if token.kind != "word":
-        return False
-    word = token.lower
+    return token.kind == "word" and _content_lower(token.lower)
+
+
+@lru_cache(maxsize=1 << 16)
+def _content_lower(word: str) -> bool:
     letters = sum(c.isalpha() for c in word)
     return (
         word not in STOPWORDS

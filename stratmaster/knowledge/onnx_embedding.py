@@ -1,23 +1,31 @@
-"""all-MiniLM-L6-v2 on ONNX Runtime: the same vectors as the torch model, at less CPU.
+"""all-MiniLM-L6-v2 on ONNX Runtime: the torch model's vectors at less CPU, and an int8 variant.
 
-The graph is exported from the verified weights (sha256 against configs/assets.yaml) by
-torch's exporter once, into the data directory, named by the weights' hash; later starts
-load it directly and need neither torch nor transformers. Tokenisation uses the model's
-own `tokenizer.json`, pooling is the model's mean pooling, vectors are L2-normalised.
+Graphs are built once from the verified weights (sha256 against configs/assets.yaml) into
+the data directory, named by the weights' hash and the build recipe; later starts load
+them directly and need neither torch nor transformers. Building:
+1. export with eager attention (so ONNX Runtime's transformer optimiser recognises it),
+2. fuse attention, GELU and layer norms (`fp32`: cosine to torch's vectors > 0.99999;
+   ~10% faster than the unfused graph on this 2-core CPU),
+3. for `int8`, quantise the Linear weights per output channel with activations quantised
+   on the fly, except the feed-forward down-projections: their inputs (GELU outputs) carry
+   the outliers that per-tensor activation scales handle worst, and keeping those six
+   MatMuls in fp32 halves the error (cosine to fp32 over the CISI abstracts: mean 0.9974,
+   min 0.992, against 0.9944 / 0.9865 with every MatMul quantised). It embeds ~1.5x
+   faster than fp32 (CISI abstracts on 2 threads: 125 against 84 per second).
 
-Measured on this 2-core machine for one CISI query: 11.6 ms of CPU against torch's
-24.8 ms, with the vectors' cosine to torch's above 0.999999; long batches (ingestion)
-gain only ~15%. Because the vectors are the fp32 model's, `model_id` is the same as the
-torch embedder's and cached or indexed vectors stay valid.
+Tokenisation uses the model's own `tokenizer.json`; pooling is the model's mean pooling;
+vectors are L2-normalised. Building is serialised across processes by a lock file, so
+replicas starting together build once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,64 +39,117 @@ from stratmaster.knowledge.embedding import (
 )
 
 MAX_SEQUENCE = 256  # positions the model was trained with, [CLS] and [SEP] included
+NUM_HEADS, HIDDEN = 12, 384
+RECIPE = "eager-opset14-fused"  # change when the build steps change: old files are then ignored
+PRECISIONS = ("fp32", "int8")
+MODEL_IDS = {"fp32": MODEL_ID, "int8": f"{MODEL_ID}#onnx-int8-ffn-fp32"}
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_export_lock = threading.Lock()
 
 
-def onnx_path(cache_dir: Path, weights_sha256: str) -> Path:
-    return cache_dir / f"all-MiniLM-L6-v2-{weights_sha256[:16]}.onnx"
+def onnx_path(cache_dir: Path, weights_sha256: str, precision: str = "fp32") -> Path:
+    return cache_dir / f"all-MiniLM-L6-v2-{weights_sha256[:16]}-{RECIPE}-{precision}.onnx"
 
 
-def export_onnx(model_directory: Path, target: Path) -> Path:
-    """Export the transformer (without pooling) to `target`, atomically; a no-op if present."""
-    with _export_lock:
-        if target.exists():
-            return target
-        import torch
-        from transformers import AutoModel
-
-        model = AutoModel.from_pretrained(str(model_directory), local_files_only=True).eval()
-
-        class LastHiddenState(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001 - torch tensors
-                return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
-
-        example = tuple(torch.ones((1, 4), dtype=torch.int64) for _ in _INPUTS)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
-        os.close(handle)
+@contextmanager
+def _build_lock(cache_dir: Path) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".build.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            torch.onnx.export(LastHiddenState(model), example, temporary, input_names=list(_INPUTS),
-                              output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                              dynamic_axes={name: {0: "batch", 1: "sequence"}
-                                            for name in (*_INPUTS, "last_hidden_state")})
-            os.replace(temporary, target)
+            yield
         finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomically(target: Path, build: Callable[[str], None]) -> None:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
+    os.close(handle)
+    try:
+        build(temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _export_raw(model_directory: Path, target: str) -> None:
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(model_directory), local_files_only=True,
+                                      attn_implementation="eager").eval()
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001 - torch tensors
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    example = tuple(torch.ones((1, 4), dtype=torch.int64) for _ in _INPUTS)
+    torch.onnx.export(LastHiddenState(model), example, target, input_names=list(_INPUTS),
+                      output_names=["last_hidden_state"], opset_version=14, dynamo=False,
+                      dynamic_axes={name: {0: "batch", 1: "sequence"} for name in (*_INPUTS, "last_hidden_state")})
+
+
+def _fuse(raw: str, target: str) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimised = optimize_model(raw, model_type="bert", num_heads=NUM_HEADS, hidden_size=HIDDEN)
+    fused = optimised.get_fused_operator_statistics()
+    if fused.get("Attention", 0) != 6:
+        raise AssetError(f"ONNX Runtime fused {fused.get('Attention', 0)} of 6 attention blocks; "
+                         "the exported graph is not the one this recipe expects")
+    optimised.save_model_to_file(target)
+
+
+def _quantise(fused: str, target: str) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    down_projections = [node.name for node in onnx.load(fused).graph.node
+                        if node.op_type == "MatMul" and node.name.endswith("/output/dense/MatMul")
+                        and "/attention/" not in node.name]
+    quantize_dynamic(fused, target, weight_type=QuantType.QInt8, per_channel=True,
+                     nodes_to_exclude=down_projections,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def build_graph(model_directory: Path, cache_dir: Path, weights_sha256: str, precision: str = "fp32") -> Path:
+    """The graph for `precision`, building what is missing; a no-op when it exists."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    fp32 = onnx_path(cache_dir, weights_sha256, "fp32")
+    target = onnx_path(cache_dir, weights_sha256, precision)
+    if target.exists():
         return target
+    with _build_lock(cache_dir):
+        if not fp32.exists():
+            with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+                raw = str(Path(scratch) / "raw.onnx")
+                _export_raw(model_directory, raw)
+                _write_atomically(fp32, lambda path: _fuse(raw, path))
+        if not target.exists():
+            _write_atomically(target, lambda path: _quantise(str(fp32), path))
+    return target
 
 
 class OnnxEmbedder:
     """Drop-in for `Embedder` (same `embed`, `model_id`, `dimension`), on ONNX Runtime."""
 
     dimension = DIMENSION
-    model_id = MODEL_ID
-    precision = "fp32"
 
     def __init__(self, cache_dir: Path, assets_file: Path = DEFAULT_ASSETS_FILE, *,
-                 num_threads: int = 1) -> None:
+                 num_threads: int = 1, precision: str = "fp32") -> None:
         started = time.perf_counter()
         report = verify_model(assets_file)
         weights = next((f for f in report.files if f.path.endswith("model.safetensors")), None)
         if weights is None:
             raise AssetError(f"{assets_file} pins no model.safetensors")
-        path = export_onnx(report.directory, onnx_path(cache_dir, weights.actual_sha256))
+        path = build_graph(report.directory, cache_dir, weights.actual_sha256, precision)
+        self.precision, self.model_id = precision, MODEL_IDS[precision]
 
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -108,10 +169,17 @@ class OnnxEmbedder:
     def max_tokens(self) -> int:
         return MAX_SEQUENCE - 2
 
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 4) -> np.ndarray:
+        """Vectors in order. Small batches of similar length: on CPU, padding costs more
+        than batching saves (CISI abstracts: 74/s in batches of 2, 50/s in batches of 64).
+
+        int8 embeds one text at a time: its activations are quantised with one scale per
+        batch, so a text's vector would otherwise depend on the texts beside it (and a
+        cached vector would differ from a recomputed one)."""
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
-        # Sorted by length so each batch pads little, as sentence-transformers does.
+        if self.precision == "int8":
+            batch_size = 1
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), DIMENSION), dtype=np.float32)
         for start in range(0, len(order), batch_size):

@@ -40,6 +40,15 @@ class DocumentRecord:
     updated_at: datetime
 
 
+# Plain column selects, read through a connection: hydrating a search's hits without ORM
+# objects halves its cost.
+_DOCUMENT_COLUMNS = (Document.document_id, Document.title, Document.source, Document.content_type,
+                     Document.metadata_json, Document.content_sha256, Document.parser_version, Document.object_key,
+                     Document.char_count, Document.chunk_count, Document.ingested_at, Document.updated_at)
+_CHUNK_COLUMNS = (DocumentChunk.chunk_id, DocumentChunk.document_id, DocumentChunk.ordinal, DocumentChunk.text,
+                  DocumentChunk.start, DocumentChunk.end, DocumentChunk.token_count)
+
+
 def _record(row: Document) -> DocumentRecord:
     return DocumentRecord(row.document_id, row.title, row.source, row.content_type, dict(row.metadata_json),
                           row.content_sha256, row.parser_version, row.object_key, row.char_count,
@@ -102,21 +111,21 @@ class DocumentRepository:
     def chunks(self, tenant: str, chunk_ids: Sequence[str]) -> dict[str, StoredChunk]:
         found: dict[str, StoredChunk] = {}
         ids = list(dict.fromkeys(chunk_ids))
-        with Session(self._engine) as session:
+        with self._engine.connect() as connection:
             for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-                rows = session.scalars(select(DocumentChunk).where(
+                rows = connection.execute(select(*_CHUNK_COLUMNS).where(
                     DocumentChunk.tenant == tenant, DocumentChunk.chunk_id.in_(ids[start:start + 500])))
-                found.update((r.chunk_id, _chunk(r)) for r in rows)
+                found.update((row[0], StoredChunk(*row)) for row in rows)
         return found
 
     def documents(self, tenant: str, document_ids: Sequence[str]) -> dict[str, DocumentRecord]:
         found: dict[str, DocumentRecord] = {}
         ids = list(dict.fromkeys(document_ids))
-        with Session(self._engine) as session:
+        with self._engine.connect() as connection:
             for start in range(0, len(ids), 500):
-                rows = session.scalars(select(Document).where(
+                rows = connection.execute(select(*_DOCUMENT_COLUMNS).where(
                     Document.tenant == tenant, Document.document_id.in_(ids[start:start + 500])))
-                found.update((r.document_id, _record(r)) for r in rows)
+                found.update((row[0], DocumentRecord(*row[:4], dict(row[4]), *row[5:])) for row in rows)
         return found
 
     def document_ids_matching(self, tenant: str, metadata: dict[str, Any], limit: int = 10_000) -> list[str]:

@@ -8,6 +8,7 @@ simply sent again. Every store call carries the tenant; stores filter inside.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +66,10 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 MODEL_WINDOW_TOKENS = 254
 # A very long title must not shrink chunks to nothing; past this it is truncated instead.
 MIN_CHUNK_TOKENS = 128
+# Ingestion embeds documents in groups of about this many chunks, the next group while the
+# current one is written, so the embedder (another process, or ONNX without the GIL) and
+# the stores work at the same time.
+EMBED_GROUP_CHUNKS = 32
 
 
 class NotFound(LookupError):
@@ -108,10 +114,14 @@ def indexed_text(title: str, chunk: str) -> str:
 
 
 class KnowledgeService:
+    """`embed` embeds documents' chunks; `embed_query` embeds queries (it may use a more
+    precise model variant of the same model: see stratmaster.knowledge.onnx_embedding)."""
+
     def __init__(self, repository: DocumentRepository, stores: KnowledgeStores, counter: TokenCounter,
-                 embed: Embed, config: KnowledgeConfig) -> None:
+                 embed: Embed, config: KnowledgeConfig, embed_query: Embed | None = None) -> None:
         self.repository, self.stores, self.counter, self.embed, self.config = (
             repository, stores, counter, embed, config)
+        self.embed_query = embed_query or embed
         self._communities_fresh: set[str] = set()
         self._write_lock = threading.Lock()
 
@@ -145,14 +155,46 @@ class KnowledgeService:
                                                          content_sha256=item.sha256)
                 else:
                     changed.append((item, existing))
-            vectors = self._embed_all([indexed_text(i.document.title, c.text) for i, _ in changed for c in i.chunks])
-            offset = 0
-            for item, existing in changed:
-                item_vectors = vectors[offset:offset + len(item.chunks)]
-                offset += len(item.chunks)
-                outcomes[item.index] = self._write(tenant, item, existing, item_vectors)
+            for item, existing, vectors in self._embedded(changed):
+                if isinstance(vectors, Exception):
+                    outcomes[item.index] = IngestOutcome(
+                        index=item.index, id=item.document.id, status="failed", http_status=503,
+                        error={"code": "embedder_unavailable",
+                               "message": f"document {item.document.id!r} was not stored: embedding failed "
+                                          f"({type(vectors).__name__}: {vectors}); send it again"})
+                else:
+                    outcomes[item.index] = self._write(tenant, item, existing, vectors)
         results = [outcomes[i] for i in sorted(outcomes)]
         return IngestResponse(results=results, counts=dict(Counter(r.status for r in results)))
+
+    def _embedded(self, changed: list[tuple[_Prepared, DocumentRecord | None]]):
+        """Yield (item, existing, vectors or the embedding error), embedding one group ahead."""
+        groups: list[list[tuple[_Prepared, DocumentRecord | None]]] = [[]]
+        for entry in changed:
+            if groups[-1] and sum(len(i.chunks) for i, _ in groups[-1]) + len(entry[0].chunks) > EMBED_GROUP_CHUNKS:
+                groups.append([])
+            groups[-1].append(entry)
+        groups = [g for g in groups if g]
+
+        def submit(pool: ThreadPoolExecutor, group: list[tuple[_Prepared, DocumentRecord | None]]) -> Future:
+            texts = [indexed_text(i.document.title, c.text) for i, _ in group for c in i.chunks]
+            return pool.submit(contextvars.copy_context().run, self._embed_all, texts)  # keeps the correlation id
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead") as pool:
+            pending = submit(pool, groups[0]) if groups else None
+            for number, group in enumerate(groups):
+                try:
+                    vectors: np.ndarray | Exception = pending.result()
+                except Exception as exc:  # noqa: BLE001 - reported per document, the batch goes on
+                    log.exception("embedding failed", extra={"documents": [i.document.id for i, _ in group]})
+                    vectors = exc
+                if number + 1 < len(groups):
+                    pending = submit(pool, groups[number + 1])
+                offset = 0
+                for item, existing in group:
+                    count = len(item.chunks)
+                    yield item, existing, vectors if isinstance(vectors, Exception) else vectors[offset:offset + count]
+                    offset += count
 
     def _embed_all(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -263,7 +305,7 @@ class KnowledgeService:
         if request.mode in ("dense", "hybrid"):
             if query_vector is None:
                 step = time.perf_counter()
-                query_vector = self._embed_all([request.query])[0]
+                query_vector = np.asarray(self.embed_query([request.query]), dtype=np.float32)[0]
                 timings["embed"] = (time.perf_counter() - step) * 1000
             step = time.perf_counter()
             lists["dense"] = self.stores.vectors.search(tenant, np.asarray(query_vector).tolist(), depth, document_ids)

@@ -260,3 +260,30 @@ def test_onnx_embedder_gives_the_torch_models_vectors(embedder, tmp_path):
     OnnxEmbedder(tmp_path / "models")  # a later start reuses the export
     assert exported.stat().st_mtime_ns == stamp
     assert onnx.embed([]).shape == (0, 384)
+
+
+def test_onnx_int8_document_vectors_stay_close_to_fp32_and_are_recorded_apart(tmp_path):
+    from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+
+    fp32 = OnnxEmbedder(tmp_path / "models")
+    int8 = OnnxEmbedder(tmp_path / "models", precision="int8")
+    texts = ["Premium pricing kept urban customers loyal through the downturn.",
+             "The committee reviewed indexing practice in academic libraries.",
+             "Freight costs rose sharply after the port closed for repairs."]
+    documents = int8.embed(texts)
+    assert np.all(np.sum(fp32.embed(texts) * documents, axis=1) > 0.98)
+    # A fp32 query finds the int8 document it is about.
+    ranked = fp32.embed(["why did customers stay loyal after the price rise?"]) @ documents.T
+    assert int(np.argmax(ranked)) == 0
+    # A text's vector does not depend on the texts embedded beside it (the cache relies on it).
+    np.testing.assert_array_equal(int8.embed(texts[:1])[0], documents[0])
+    # Cached and stored int8 vectors never pass for fp32 ones.
+    assert int8.model_id != fp32.model_id
+    assert sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "models").glob("*.onnx")) == ["fp32.onnx", "int8.onnx"]
+
+
+def test_onnx_embedder_refuses_an_unknown_precision(tmp_path):
+    from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+
+    with pytest.raises(ValueError, match="precision"):
+        OnnxEmbedder(tmp_path / "models", precision="fp8")
