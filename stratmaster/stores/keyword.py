@@ -1,20 +1,20 @@
-"""BM25 keyword search over pre-analysed chunks: SQLite FTS5 by default, OpenSearch when OPENSEARCH_URL is set.
+"""BM25 keyword search over pre-analysed chunks: SQLite + in-memory BM25 by default, OpenSearch
+when OPENSEARCH_URL is set.
 
 Documents and queries arrive as token lists produced by `knowledge.analysis` (lowercased,
 stemmed, stop words removed); neither backend analyses them again beyond splitting on
 whitespace. Both backends therefore see the same terms: a token is a maximal run of
 non-whitespace characters, matched exactly (case and punctuation included). Repeated query
-tokens count once.
+terms count again (see `query_terms`).
 
-Scores are BM25 in both, higher is better, but not equal across backends: FTS5 uses
-idf = ln((N - n + 0.5) / (n + 0.5)) (floored at 1e-6) and the (k1 + 1) numerator, Lucene
-uses idf = ln(1 + (N - n + 0.5) / (n + 0.5)) without it and stores document lengths
-lossily. `tests/conformance/test_keyword_indexes.py` pins the FTS5 formula exactly.
-
-Both keep every tenant in one index and filter by tenant inside the query, so N, n and
-the average length are collection-wide: another tenant's chunks shift a tenant's scores
-(never its results). Rankings inside one tenant stay BM25-sensible; scores are not
-comparable between tenants.
+Scores are BM25 in both, higher is better, but not equal across backends: the embedded
+index uses idf = ln((N - n + 0.5) / (n + 0.5)) (floored at 1e-6) and the (k1 + 1)
+numerator over the tenant's own chunks (`stratmaster.stores.bm25`, pinned by
+`tests/conformance/test_keyword_indexes.py`); OpenSearch keeps every tenant in one index
+and filters inside the query, so its N, n and average length are collection-wide (another
+tenant's chunks shift a tenant's scores, never its results), and Lucene uses
+idf = ln(1 + (N - n + 0.5) / (n + 0.5)) without the numerator and stores lengths lossily.
+Scores are not comparable between tenants.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from opensearchpy.exceptions import OpenSearchException, RequestError
 
 from stratmaster.health import ComponentHealth, probed
 from stratmaster.settings import Settings
+from stratmaster.stores.bm25 import Bm25Scorer
 from stratmaster.stores.protocols import KeywordDocument, KeywordIndex, ScoredChunk, StoreError
 
 MAX_TENANT_LENGTH = 256
@@ -74,63 +75,59 @@ def _check_documents(documents: Sequence[KeywordDocument]) -> None:
 
 
 
-# --- embedded: SQLite FTS5 ----------------------------------------------------------------------
-def _fts_term(term: str) -> str:
-    """A term as FTS5 stores it: the hex of its UTF-8 bytes.
-
-    FTS5's tokenizers split on punctuation and fold case; the analysis already decided
-    what a term is, so each term is stored as one opaque [0-9a-f]+ word that no tokenizer
-    can split, fold or stem, and that cannot spell FTS5 query syntax.
-    """
-    return term.encode("utf-8").hex()
-
-
-def _fts_phrase(word: str) -> str:
-    """An FTS5 string literal: double quotes, embedded quotes doubled."""
-    return '"' + word.replace('"', '""') + '"'
-
-
-def _tenant_marker(tenant: str) -> str:
-    return "t" + _fts_term(tenant)
-
-
+# --- embedded: SQLite + in-memory BM25 -----------------------------------------------------------
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunk (
     id INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
     document_id TEXT NOT NULL,
     chunk_id TEXT NOT NULL,
+    terms TEXT NOT NULL DEFAULT '',  -- the chunk's terms, space-separated (terms hold no whitespace)
     UNIQUE (tenant, chunk_id)
 );
 CREATE INDEX IF NOT EXISTS chunk_by_document ON chunk (tenant, document_id);
--- rowid = chunk.id. `tenant` holds one marker word per row; `body` the hex-encoded terms.
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(
-    tenant, document_id UNINDEXED, chunk_id UNINDEXED, body,
-    tokenize = 'unicode61 remove_diacritics 0'
+-- Bumped by every write of a tenant's chunks: a scorer built at another generation is stale.
+CREATE TABLE IF NOT EXISTS tenant_generation (
+    tenant TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
 );
 """
 
-# bm25() weights, one per column in declaration order: the tenant marker never scores.
-_BM25 = "bm25(chunk_fts, 0.0, 0.0, 0.0, 1.0)"
+
+def _migrate_from_fts5(conn: sqlite3.Connection) -> None:
+    """Files written before scoring moved to memory held the terms, hex-encoded, in an FTS5 table."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(chunk)")}
+    if "terms" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE chunk ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
+        legacy = conn.execute("SELECT name FROM sqlite_master WHERE name = 'chunk_fts'").fetchone()
+        if legacy is not None:
+            rows = conn.execute("SELECT rowid, body FROM chunk_fts").fetchall()
+            conn.executemany("UPDATE chunk SET terms = ? WHERE id = ?",
+                             [(" ".join(bytes.fromhex(t).decode() for t in body.split()), rowid)
+                              for rowid, body in rows])
+            conn.execute("DROP TABLE chunk_fts")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
-class SqliteFtsKeywordIndex:
-    """BM25 (k1 = 1.2, b = 0.75) with SQLite FTS5 in one file; the embedded default.
+class SqliteKeywordIndex:
+    """BM25 (k1 = 1.2, b = 0.75) over chunks kept in one SQLite file; the embedded default.
 
-    Tenant filtering happens in the MATCH expression: every row's `tenant` column holds the
-    tenant's marker word and the query is `tenant : "<marker>" AND (body : ("t1" OR ...))`,
-    so FTS5 intersects posting lists and never produces another tenant's rows. An optional
-    document restriction is a SQL condition in the same statement. A plain table maps
-    (tenant, chunk_id) to the FTS rowid, so upserts and deletes never scan the FTS table.
+    The file holds each chunk's terms; searching uses a `Bm25Scorer` per tenant, built from
+    the tenant's rows on its first search and updated by this object's own writes. Every
+    write also bumps the tenant's generation in the file, so a scorer that another process's
+    write made stale is noticed (one indexed read per search) and rebuilt. Tenant filtering
+    is structural: a tenant's scorer only ever holds that tenant's rows, read with
+    `WHERE tenant = ?`, and its statistics (N, n, avgdl) are the tenant's own.
 
-    Scores are FTS5's bm25() negated (FTS5 returns lower-is-better negatives). The length
-    of a row includes its tenant marker: |D| = terms + 1, avgdl likewise (the parity test
-    spells this out).
-
-    One writer: the file may be read by other processes, but SQLite allows a single writer
-    at a time and this class serialises its own threads' writes with a lock; give the index
-    one owner (the knowledge service's single-replica index deployment), not a writer per
-    replica. WAL lets readers (one connection per thread) run during a write.
+    One writer: SQLite allows a single writer at a time and this class serialises its own
+    threads' writes; give the index one owner (the knowledge service's single-replica index
+    deployment). Memory: ~0.6 KB per chunk of ~100 distinct terms, plus the postings.
     """
 
     backend = "embedded-fulltext"
@@ -141,6 +138,8 @@ class SqliteFtsKeywordIndex:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
         self._write_lock = threading.Lock()
+        self._scorer_lock = threading.Lock()  # after _write_lock when both are taken
+        self._scorers: dict[str, tuple[int, Bm25Scorer]] = {}
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -149,6 +148,7 @@ class SqliteFtsKeywordIndex:
             with self._write_lock:
                 writer = self._writer()
                 writer.executescript(_SCHEMA)
+                _migrate_from_fts5(writer)
         except sqlite3.Error as exc:
             raise StoreError(f"keyword index {self.path}: cannot open: {exc}") from exc
 
@@ -180,91 +180,102 @@ class SqliteFtsKeywordIndex:
     def _error(self, operation: str, exc: Exception) -> StoreError:
         return StoreError(f"keyword index {self.path}: {operation} failed: {exc}")
 
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, tenant: str) -> int:
+        return conn.execute(
+            "INSERT INTO tenant_generation (tenant, generation) VALUES (?, 1) "
+            "ON CONFLICT (tenant) DO UPDATE SET generation = generation + 1 RETURNING generation",
+            (tenant,)).fetchone()[0]
+
+    def _write(self, tenant: str, change, apply) -> Any:  # noqa: ANN001 - two callables, see callers
+        """Run `change(conn)` in one transaction, then `apply(scorer)` to a current scorer."""
+        with self._write_lock, self._scorer_lock:
+            conn = self._writer()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = change(conn)
+                generation = self._bump(conn, tenant)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            cached = self._scorers.get(tenant)
+            if cached is not None:
+                if cached[0] == generation - 1:  # nobody else wrote in between: follow along
+                    apply(cached[1])
+                    self._scorers[tenant] = (generation, cached[1])
+                else:
+                    del self._scorers[tenant]
+            return result
+
     # KeywordIndex
     def upsert(self, tenant: str, documents: Sequence[KeywordDocument]) -> None:
         validate_tenant(tenant)
         _check_documents(documents)
         if not documents:
             return
-        marker = _tenant_marker(tenant)
+        rows = [(doc.chunk_id, doc.document_id, document_terms(doc.tokens)) for doc in documents]
+
+        def change(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO chunk (tenant, document_id, chunk_id, terms) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (tenant, chunk_id) DO UPDATE SET document_id = excluded.document_id, "
+                "terms = excluded.terms",
+                [(tenant, document_id, chunk_id, " ".join(terms)) for chunk_id, document_id, terms in rows])
+
+        def apply(scorer: Bm25Scorer) -> None:
+            for chunk_id, document_id, terms in rows:
+                scorer.add(chunk_id, document_id, terms)
+
         try:
-            with self._write_lock:
-                conn = self._writer()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for doc in documents:
-                        self._delete_chunk(conn, tenant, doc.chunk_id)
-                        row_id = conn.execute(
-                            "INSERT INTO chunk (tenant, document_id, chunk_id) VALUES (?, ?, ?)",
-                            (tenant, doc.document_id, doc.chunk_id),
-                        ).lastrowid
-                        body = " ".join(_fts_term(term) for term in document_terms(doc.tokens))
-                        conn.execute(
-                            "INSERT INTO chunk_fts (rowid, tenant, document_id, chunk_id, body) VALUES (?, ?, ?, ?, ?)",
-                            (row_id, marker, doc.document_id, doc.chunk_id, body),
-                        )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            self._write(tenant, change, apply)
         except sqlite3.Error as exc:
             raise self._error(f"upsert of {len(documents)} chunks for tenant {tenant!r}", exc) from exc
 
-    @staticmethod
-    def _delete_chunk(conn: sqlite3.Connection, tenant: str, chunk_id: str) -> None:
-        row = conn.execute("SELECT id FROM chunk WHERE tenant = ? AND chunk_id = ?", (tenant, chunk_id)).fetchone()
-        if row is not None:
-            conn.execute("DELETE FROM chunk_fts WHERE rowid = ?", row)
-            conn.execute("DELETE FROM chunk WHERE id = ?", row)
-
     def delete_document(self, tenant: str, document_id: str) -> int:
         validate_tenant(tenant)
+
+        def change(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM chunk WHERE tenant = ? AND document_id = ?",
+                                (tenant, document_id)).rowcount
+
         try:
-            with self._write_lock:
-                conn = self._writer()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    ids = [row[0] for row in conn.execute(
-                        "SELECT id FROM chunk WHERE tenant = ? AND document_id = ?", (tenant, document_id))]
-                    for row_id in ids:
-                        conn.execute("DELETE FROM chunk_fts WHERE rowid = ?", (row_id,))
-                        conn.execute("DELETE FROM chunk WHERE id = ?", (row_id,))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            return self._write(tenant, change, lambda scorer: scorer.remove_document(document_id))
         except sqlite3.Error as exc:
             raise self._error(f"deleting document {document_id!r} of tenant {tenant!r}", exc) from exc
-        return len(ids)
 
-    def match_expression(self, tenant: str, query_tokens: Sequence[str]) -> str | None:
-        """The FTS5 MATCH string for a query, or None when it has no terms."""
-        terms = query_terms(query_tokens)
-        if not terms:
-            return None
-        body = " OR ".join(_fts_phrase(_fts_term(term)) for term in terms)
-        return f"tenant : {_fts_phrase(_tenant_marker(validate_tenant(tenant)))} AND (body : ({body}))"
+    def _scorer(self, tenant: str) -> Bm25Scorer:
+        """The tenant's current scorer; call with the scorer lock held."""
+        conn = self._reader()
+        conn.execute("BEGIN")  # one snapshot for the generation and the rows
+        try:
+            row = conn.execute("SELECT generation FROM tenant_generation WHERE tenant = ?", (tenant,)).fetchone()
+            generation = row[0] if row else 0
+            cached = self._scorers.get(tenant)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+            scorer = Bm25Scorer()
+            for chunk_id, document_id, terms in conn.execute(
+                    "SELECT chunk_id, document_id, terms FROM chunk WHERE tenant = ? ORDER BY id", (tenant,)):
+                scorer.add(chunk_id, document_id, terms.split())
+        finally:
+            conn.execute("COMMIT")
+        self._scorers[tenant] = (generation, scorer)
+        return scorer
 
     def search(self, tenant: str, query_tokens: Sequence[str], k: int,
                document_ids: Sequence[str] | None = None) -> list[ScoredChunk]:
         validate_tenant(tenant)
         _check_search_args(k, document_ids)
-        expression = self.match_expression(tenant, query_tokens)
-        if expression is None or (document_ids is not None and not document_ids):
+        terms = query_terms(query_tokens)
+        if not terms or (document_ids is not None and not document_ids):
             return []
-        sql = f"SELECT chunk_id, document_id, {_BM25} AS score FROM chunk_fts WHERE chunk_fts MATCH ?"
-        params: list[Any] = [expression]
-        if document_ids is not None:
-            sql += " AND document_id IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(document_ids)))
-        sql += " ORDER BY score, chunk_id LIMIT ?"
-        params.append(k)
         try:
-            rows = self._reader().execute(sql, params).fetchall()
+            with self._scorer_lock:
+                hits = self._scorer(tenant).search(terms, k, document_ids)
         except sqlite3.Error as exc:
             raise self._error(f"search for tenant {tenant!r}", exc) from exc
-        return [ScoredChunk(chunk_id=chunk_id, document_id=document_id, score=-score)
-                for chunk_id, document_id, score in rows]
+        return [ScoredChunk(chunk_id=h.chunk_id, document_id=h.document_id, score=h.score) for h in hits]
 
     def count(self, tenant: str) -> int:
         validate_tenant(tenant)
@@ -276,7 +287,7 @@ class SqliteFtsKeywordIndex:
     def ping(self) -> ComponentHealth:
         started = time.perf_counter()
         try:
-            self._reader().execute("SELECT count(*) FROM chunk_fts WHERE rowid = 0").fetchone()
+            self._reader().execute("SELECT count(*) FROM chunk WHERE id = 0").fetchone()
         except (sqlite3.Error, StoreError) as exc:
             return probed("keyword", self.backend, self.embedded, started, f"{self.path}: {exc}")
         return probed("keyword", self.backend, self.embedded, started)
@@ -288,6 +299,7 @@ class SqliteFtsKeywordIndex:
                 conn.close()
             self._connections.clear()
             self._writer_conn = None
+            self._scorers.clear()
         self._local = threading.local()
 
 
@@ -479,10 +491,10 @@ class OpenSearchKeywordIndex:
 
 
 def create_keyword_index(settings: Settings) -> KeywordIndex:
-    """OpenSearch when OPENSEARCH_URL is set, else an FTS5 file under the data dir."""
+    """OpenSearch when OPENSEARCH_URL is set, else a SQLite file under the data dir."""
     if settings.opensearch_url:
         return OpenSearchKeywordIndex(settings.opensearch_url)
-    return SqliteFtsKeywordIndex(settings.data_dir / "keyword" / "chunks.sqlite3")
+    return SqliteKeywordIndex(settings.data_dir / "keyword" / "chunks.sqlite3")
 
 
-__all__ = ["OpenSearchKeywordIndex", "SqliteFtsKeywordIndex", "create_keyword_index", "query_terms"]
+__all__ = ["OpenSearchKeywordIndex", "SqliteKeywordIndex", "create_keyword_index", "query_terms"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.connection import Connection
 
 from stratmaster.settings import Settings
-from stratmaster.stores.keyword import OpenSearchKeywordIndex, SqliteFtsKeywordIndex, create_keyword_index
+from stratmaster.stores.keyword import OpenSearchKeywordIndex, SqliteKeywordIndex, create_keyword_index
 from stratmaster.stores.protocols import KeywordDocument, KeywordIndex, ScoredChunk, StoreError
 
 ACME = "acme"
@@ -234,40 +235,38 @@ class KeywordIndexConformance:
         assert index.search("ac", ["secret"], k=5) == []
 
 
-# --- embedded: SQLite FTS5 -------------------------------------------------------------------------
-def fts5_bm25_reference(rows: dict[tuple[str, str], list[str]], row: tuple[str, str], query: Sequence[str],
-                        k1: float = 1.2, b: float = 0.75) -> float:
-    """Okapi BM25 exactly as SQLite's fts5 bm25() (ext/fts5/fts5_aux.c) computes it here, negated back.
+# --- embedded: SQLite + in-memory BM25 -------------------------------------------------------------
+def bm25_reference(rows: dict[str, list[str]], row: str, query: Sequence[str], k1: float = 1.2,
+                   b: float = 0.75) -> float:
+    """Okapi BM25 over one tenant's rows, as stratmaster.stores.bm25 documents it.
 
-    - N, n(q) and avgdl cover every row of the FTS table, all tenants together;
+    - N, n(q) and avgdl cover the tenant's rows only;
     - idf(q) = ln((N - n(q) + 0.5) / (n(q) + 0.5)), and 1e-6 when that is <= 0 (terms in
       half the rows or more);
-    - |D| counts the tokens of every column, so the tenant marker adds 1 to each row;
-    - each query term occurrence is one phrase (repeats add up); the marker phrase scores
-      0 (weight 0).
+    - |D| is the row's number of terms; each query term occurrence adds its term again.
     """
     n_rows = len(rows)
-    avgdl = sum(len(tokens) + 1 for tokens in rows.values()) / n_rows
+    avgdl = sum(len(tokens) for tokens in rows.values()) / n_rows
     tokens = rows[row]
-    length = len(tokens) + 1
     score = 0.0
     for term in query:
         n = sum(term in other for other in rows.values())
         idf = math.log((n_rows - n + 0.5) / (n + 0.5))
         idf = idf if idf > 0 else 1e-6
         f = tokens.count(term)
-        score += idf * (f * (k1 + 1)) / (f + k1 * (1 - b + b * length / avgdl))
+        score += idf * (f * (k1 + 1)) / (f + k1 * (1 - b + b * len(tokens) / avgdl))
     return score
 
 
-class TestSqliteFtsKeywordIndex(KeywordIndexConformance):
+class TestSqliteKeywordIndex(KeywordIndexConformance):
     @pytest.fixture
-    def index(self, tmp_path: Path) -> Iterator[SqliteFtsKeywordIndex]:
-        index = SqliteFtsKeywordIndex(tmp_path / "keyword" / "chunks.sqlite3")
+    def index(self, tmp_path: Path) -> Iterator[SqliteKeywordIndex]:
+        index = SqliteKeywordIndex(tmp_path / "keyword" / "chunks.sqlite3")
         yield index
         index.close()
 
-    def test_fts5_scores_match_the_okapi_bm25_reference(self, index: SqliteFtsKeywordIndex) -> None:
+    def test_scores_match_the_okapi_bm25_reference_over_the_tenants_own_chunks(
+            self, index: SqliteKeywordIndex) -> None:
         acme = [
             doc("a1", "d1", "market", "entry", "strategy", "market", "asia"),
             doc("a2", "d1", "pricing", "strategy"),
@@ -278,43 +277,76 @@ class TestSqliteFtsKeywordIndex(KeywordIndexConformance):
             doc("a7", "d4", "market"),
             doc("a8", "d4", "acquisition", "target", "market", "risk", "asia"),
         ]
-        other = [doc(f"o{i}", "x", "market", "asia", f"w{i}") for i in range(5)]  # shifts N, n and avgdl
         index.upsert(ACME, acme)
-        index.upsert(GLOBEX, other)
-        rows = {(ACME, d.chunk_id): list(d.tokens) for d in acme} | {(GLOBEX, d.chunk_id): list(d.tokens)
-                                                                     for d in other}
-        for query in (["strategy"], ["market", "risk"], ["growth", "asia", "strategy"], ["market", "market"],
-                      ["asia"], ["timeline", "absent"]):
-            results = index.search(ACME, query, k=20)
-            expected = sorted(((fts5_bm25_reference(rows, (ACME, cid), query), cid)
-                               for (tenant, cid), tokens in rows.items()
-                               if tenant == ACME and set(tokens) & set(query)),
-                              key=lambda pair: (-pair[0], pair[1]))
-            assert ids(results) == [cid for _, cid in expected], query
-            for result, (score, _) in zip(results, expected, strict=True):
-                assert result.score == pytest.approx(score, rel=1e-9, abs=1e-6), (query, result)
+        rows = {d.chunk_id: list(d.tokens) for d in acme}
+        queries = (["strategy"], ["market", "risk"], ["growth", "asia", "strategy"], ["market", "market"],
+                   ["asia"], ["timeline", "absent"])
 
-    def test_match_expression_requires_the_tenant_marker(self, index: SqliteFtsKeywordIndex) -> None:
-        expression = index.match_expression(ACME, ["a\"b", "NEAR(", "a\"b"])
-        assert expression == 'tenant : "t61636d65" AND (body : ("612262" OR "4e45415228" OR "612262"))'
-        assert index.match_expression(ACME, [" "]) is None
+        def check() -> None:
+            for query in queries:
+                results = index.search(ACME, query, k=20)
+                expected = sorted(((bm25_reference(rows, cid, query), cid) for cid, tokens in rows.items()
+                                   if set(tokens) & set(query)), key=lambda pair: (-pair[0], pair[1]))
+                assert ids(results) == [cid for _, cid in expected], query
+                for result, (score, _) in zip(results, expected, strict=True):
+                    assert result.score == pytest.approx(score, rel=1e-9, abs=1e-9), (query, result)
+
+        check()
+        # Another tenant's chunks, however many and whatever they say, move none of these scores.
+        index.upsert(GLOBEX, [doc(f"o{i}", "x", "market", "asia", f"w{i}") for i in range(50)])
+        check()
+
+    def test_a_write_by_another_process_is_seen(self, tmp_path: Path) -> None:
+        path = tmp_path / "k.sqlite3"
+        first, second = SqliteKeywordIndex(path), SqliteKeywordIndex(path)
+        try:
+            first.upsert(ACME, [doc("c1", "d1", "alpha"), *fillers(4)])
+            assert ids(first.search(ACME, ["alpha"], k=5)) == ["c1"]  # first's scorer is built
+            second.upsert(ACME, [doc("c2", "d2", "alpha", "alpha")])
+            second.delete_document(ACME, "d1")
+            assert ids(first.search(ACME, ["alpha"], k=5)) == ["c2"]
+        finally:
+            first.close()
+            second.close()
+
+    def test_a_file_written_with_fts5_is_migrated(self, tmp_path: Path) -> None:
+        path = tmp_path / "k.sqlite3"
+        legacy = sqlite3.connect(path)
+        legacy.executescript("""
+            CREATE TABLE chunk (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, document_id TEXT NOT NULL,
+                                chunk_id TEXT NOT NULL, UNIQUE (tenant, chunk_id));
+            CREATE VIRTUAL TABLE chunk_fts USING fts5(tenant, document_id UNINDEXED, chunk_id UNINDEXED, body);
+        """)
+        for row_id, (chunk_id, terms) in enumerate([("c1", ["früh", "market"]), ("c2", ["market"])], start=1):
+            legacy.execute("INSERT INTO chunk VALUES (?, ?, ?, ?)", (row_id, ACME, "d1", chunk_id))
+            legacy.execute("INSERT INTO chunk_fts (rowid, tenant, document_id, chunk_id, body) VALUES (?, ?, ?, ?, ?)",
+                           (row_id, "t" + ACME.encode().hex(), "d1", chunk_id,
+                            " ".join(t.encode().hex() for t in terms)))
+        legacy.commit()
+        legacy.close()
+        index = SqliteKeywordIndex(path)
+        try:
+            assert ids(index.search(ACME, ["früh"], k=5)) == ["c1"]
+            assert index.count(ACME) == 2
+        finally:
+            index.close()
 
     def test_persists_across_reopen(self, tmp_path: Path) -> None:
         path = tmp_path / "k.sqlite3"
-        first = SqliteFtsKeywordIndex(path)
+        first = SqliteKeywordIndex(path)
         first.upsert(ACME, [doc("c1", "d1", "durable"), *fillers(4)])
         first.close()
-        second = SqliteFtsKeywordIndex(path)
+        second = SqliteKeywordIndex(path)
         try:
             assert ids(second.search(ACME, ["durable"], k=5)) == ["c1"]
             assert second.count(ACME) == 5
         finally:
             second.close()
 
-    def test_wal_mode(self, index: SqliteFtsKeywordIndex) -> None:
+    def test_wal_mode(self, index: SqliteKeywordIndex) -> None:
         assert index._reader().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
-    def test_threads_write_and_read_concurrently(self, index: SqliteFtsKeywordIndex) -> None:
+    def test_threads_write_and_read_concurrently(self, index: SqliteKeywordIndex) -> None:
         errors: list[BaseException] = []
 
         def work(worker: int) -> None:
@@ -335,14 +367,14 @@ class TestSqliteFtsKeywordIndex(KeywordIndexConformance):
         assert not errors
         assert index.count(ACME) == 3 * 25
 
-    def test_upsert_is_atomic(self, index: SqliteFtsKeywordIndex) -> None:
+    def test_upsert_is_atomic(self, index: SqliteKeywordIndex) -> None:
         index.upsert(ACME, [doc("c1", "d1", "before")])
         with pytest.raises(ValueError):
             index.upsert(ACME, [doc("c1", "d1", "after"), doc("", "d1", "broken")])
         assert ids(index.search(ACME, ["before"], k=5)) == ["c1"]
 
     def test_closed_index_raises_store_error(self, tmp_path: Path) -> None:
-        index = SqliteFtsKeywordIndex(tmp_path / "k.sqlite3")
+        index = SqliteKeywordIndex(tmp_path / "k.sqlite3")
         index.close()
         with pytest.raises(StoreError, match="closed"):
             index.search(ACME, ["x"], k=1)
@@ -530,7 +562,7 @@ class TestOpenSearchRequests:
 
 
 @pytest.mark.parametrize(("env", "expected"), [
-    ({"OPENSEARCH_URL": ""}, SqliteFtsKeywordIndex),
+    ({"OPENSEARCH_URL": ""}, SqliteKeywordIndex),
     ({"OPENSEARCH_URL": "http://opensearch:9200"}, OpenSearchKeywordIndex),
 ])
 def test_create_keyword_index_picks_the_backend(tmp_path: Path, env: dict[str, str],
