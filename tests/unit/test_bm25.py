@@ -57,7 +57,8 @@ def test_after_many_removals_and_compaction_scores_equal_a_fresh_build(seed):
     words = [f"w{i}" for i in range(40)]
     churned, fresh = Bm25Scorer(), Bm25Scorer()
     live: dict[str, tuple[str, list[str]]] = {}
-    for step in range(4000):  # enough removals to compact more than once
+    adds = 0
+    for _ in range(4000):  # enough replacements and removals to compact more than once
         chunk = f"c{rng.randrange(300)}"
         if chunk in live and rng.random() < 0.4:
             churned.remove(chunk)
@@ -66,7 +67,9 @@ def test_after_many_removals_and_compaction_scores_equal_a_fresh_build(seed):
             terms = rng.choices(words, k=rng.randrange(1, 12))
             document = f"d{rng.randrange(50)}"
             churned.add(chunk, document, terms)
+            adds += 1
             live[chunk] = (document, terms)
+    assert len(churned._chunk) < adds - 1024  # slots were reclaimed: compaction ran
     for chunk, (document, terms) in sorted(live.items()):
         fresh.add(chunk, document, terms)
     for query in (["w1"], ["w2", "w3", "w3"], words[:10]):
