@@ -46,7 +46,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class KnowledgeArgs(ServiceArgs):
-    embedder_threads: int = Field(2, ge=1, le=64, description="Model threads per embedder replica.")
+    embedder_threads: int = Field(1, ge=1, le=64, description="Model threads per embedding call.")
     embedding_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="onnx: ONNX Runtime, the torch model's vectors at about half the CPU per query.")
     embedding_precision: Literal["fp32", "int8"] = Field(

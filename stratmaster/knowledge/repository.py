@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from stratmaster.db.models import Document, DocumentChunk
@@ -74,23 +74,32 @@ class DocumentRepository:
 
     def save(self, tenant: str, record: DocumentRecord, chunks: Sequence[StoredChunk]) -> None:
         """Replace a document's row and chunks in one transaction."""
+        self.save_many(tenant, [(record, chunks)])
+
+    def save_many(self, tenant: str, documents: Sequence[tuple[DocumentRecord, Sequence[StoredChunk]]]) -> None:
+        """Replace several documents' rows and chunks in one transaction."""
         with self._engine.begin() as connection:
-            connection.execute(delete(DocumentChunk).where(DocumentChunk.tenant == tenant,
-                                                           DocumentChunk.document_id == record.document_id))
-            connection.execute(delete(Document).where(Document.tenant == tenant,
-                                                      Document.document_id == record.document_id))
-            connection.execute(Document.__table__.insert().values(
-                tenant=tenant, document_id=record.document_id, title=record.title, source=record.source,
-                content_type=record.content_type, metadata=record.metadata, content_sha256=record.content_sha256,
-                parser_version=record.parser_version, object_key=record.object_key, char_count=record.char_count,
-                chunk_count=record.chunk_count, ingested_at=record.ingested_at, updated_at=record.updated_at,
-            ))
-            if chunks:
-                connection.execute(DocumentChunk.__table__.insert(), [
-                    {"tenant": tenant, "chunk_id": c.chunk_id, "document_id": c.document_id, "ordinal": c.ordinal,
-                     "text": c.text, "start": c.start, "end": c.end, "token_count": c.token_count}
-                    for c in chunks
-                ])
+            for record, chunks in documents:
+                self._replace(connection, tenant, record, chunks)
+
+    @staticmethod
+    def _replace(connection: Connection, tenant: str, record: DocumentRecord, chunks: Sequence[StoredChunk]) -> None:
+        connection.execute(delete(DocumentChunk).where(DocumentChunk.tenant == tenant,
+                                                       DocumentChunk.document_id == record.document_id))
+        connection.execute(delete(Document).where(Document.tenant == tenant,
+                                                  Document.document_id == record.document_id))
+        connection.execute(Document.__table__.insert().values(
+            tenant=tenant, document_id=record.document_id, title=record.title, source=record.source,
+            content_type=record.content_type, metadata=record.metadata, content_sha256=record.content_sha256,
+            parser_version=record.parser_version, object_key=record.object_key, char_count=record.char_count,
+            chunk_count=record.chunk_count, ingested_at=record.ingested_at, updated_at=record.updated_at,
+        ))
+        if chunks:
+            connection.execute(DocumentChunk.__table__.insert(), [
+                {"tenant": tenant, "chunk_id": c.chunk_id, "document_id": c.document_id, "ordinal": c.ordinal,
+                 "text": c.text, "start": c.start, "end": c.end, "token_count": c.token_count}
+                for c in chunks
+            ])
 
     def delete(self, tenant: str, document_id: str) -> bool:
         with self._engine.begin() as connection:

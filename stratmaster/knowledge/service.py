@@ -14,8 +14,8 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +70,9 @@ MIN_CHUNK_TOKENS = 128
 # current one is written, so the embedder (another process, or ONNX without the GIL) and
 # the stores work at the same time.
 EMBED_GROUP_CHUNKS = 32
+# Groups in flight to the embedder: two keep both cores of a small machine embedding
+# (single-threaded model runs) while this process writes.
+EMBED_AHEAD_GROUPS = 2
 
 
 class NotFound(LookupError):
@@ -94,6 +97,9 @@ class _Prepared:
     text: str
     sha256: str
     chunks: list[StoredChunk]
+
+
+_Changed = tuple[_Prepared, "DocumentRecord | None"]  # a document to write, and its current row
 
 
 def document_fingerprint(document: DocumentIn) -> str:
@@ -147,54 +153,52 @@ class KnowledgeService:
                                                 error={"code": problem.code, "message": problem.message})
         with self._write_lock:
             changed = []
+            current = self.repository.documents(tenant, [item.document.id for item in prepared])
             for item in prepared:
-                existing = self.repository.get(tenant, item.document.id)
+                existing = current.get(item.document.id)
                 if existing is not None and existing.content_sha256 == item.sha256:
                     outcomes[item.index] = IngestOutcome(index=item.index, id=item.document.id, status="unchanged",
                                                          http_status=200, chunks=existing.chunk_count,
                                                          content_sha256=item.sha256)
                 else:
                     changed.append((item, existing))
-            for item, existing, vectors in self._embedded(changed):
+            for group, vectors in self._embedded(changed):
                 if isinstance(vectors, Exception):
-                    outcomes[item.index] = IngestOutcome(
-                        index=item.index, id=item.document.id, status="failed", http_status=503,
-                        error={"code": "embedder_unavailable",
-                               "message": f"document {item.document.id!r} was not stored: embedding failed "
-                                          f"({type(vectors).__name__}: {vectors}); send it again"})
+                    for item, _ in group:
+                        outcomes[item.index] = IngestOutcome(
+                            index=item.index, id=item.document.id, status="failed", http_status=503,
+                            error={"code": "embedder_unavailable",
+                                   "message": f"document {item.document.id!r} was not stored: embedding failed "
+                                              f"({type(vectors).__name__}: {vectors}); send it again"})
                 else:
-                    outcomes[item.index] = self._write(tenant, item, existing, vectors)
+                    outcomes.update(self._write_group(tenant, group, vectors))
         results = [outcomes[i] for i in sorted(outcomes)]
         return IngestResponse(results=results, counts=dict(Counter(r.status for r in results)))
 
-    def _embedded(self, changed: list[tuple[_Prepared, DocumentRecord | None]]):
-        """Yield (item, existing, vectors or the embedding error), embedding one group ahead."""
-        groups: list[list[tuple[_Prepared, DocumentRecord | None]]] = [[]]
+    def _embedded(self, changed: list[_Changed]) -> Iterator[tuple[list[_Changed], np.ndarray | Exception]]:
+        """Yield (group, its chunks' vectors or the embedding error), embedding groups ahead."""
+        groups: list[list[_Changed]] = [[]]
         for entry in changed:
             if groups[-1] and sum(len(i.chunks) for i, _ in groups[-1]) + len(entry[0].chunks) > EMBED_GROUP_CHUNKS:
                 groups.append([])
             groups[-1].append(entry)
         groups = [g for g in groups if g]
 
-        def submit(pool: ThreadPoolExecutor, group: list[tuple[_Prepared, DocumentRecord | None]]) -> Future:
+        def submit(pool: ThreadPoolExecutor, group: list[_Changed]) -> Future:
             texts = [indexed_text(i.document.title, c.text) for i, _ in group for c in i.chunks]
             return pool.submit(contextvars.copy_context().run, self._embed_all, texts)  # keeps the correlation id
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead") as pool:
-            pending = submit(pool, groups[0]) if groups else None
+        with ThreadPoolExecutor(max_workers=EMBED_AHEAD_GROUPS, thread_name_prefix="embed-ahead") as pool:
+            pending = deque(submit(pool, group) for group in groups[:EMBED_AHEAD_GROUPS])
             for number, group in enumerate(groups):
                 try:
-                    vectors: np.ndarray | Exception = pending.result()
+                    vectors: np.ndarray | Exception = pending.popleft().result()
                 except Exception as exc:  # noqa: BLE001 - reported per document, the batch goes on
                     log.exception("embedding failed", extra={"documents": [i.document.id for i, _ in group]})
                     vectors = exc
-                if number + 1 < len(groups):
-                    pending = submit(pool, groups[number + 1])
-                offset = 0
-                for item, existing in group:
-                    count = len(item.chunks)
-                    yield item, existing, vectors if isinstance(vectors, Exception) else vectors[offset:offset + count]
-                    offset += count
+                if number + EMBED_AHEAD_GROUPS < len(groups):
+                    pending.append(submit(pool, groups[number + EMBED_AHEAD_GROUPS]))
+                yield group, vectors
 
     def _embed_all(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -230,40 +234,51 @@ class KnowledgeService:
         room = MODEL_WINDOW_TOKENS - self.counter.count(f"{title}\n\n")
         return max(MIN_CHUNK_TOKENS, min(self.config.chunking.max_tokens, room))
 
-    def _write(self, tenant: str, item: _Prepared, existing: DocumentRecord | None,
-               vectors: np.ndarray) -> IngestOutcome:
-        document = item.document
-        key = object_key(document.id)
+    def _write_group(self, tenant: str, group: list[_Changed], vectors: np.ndarray) -> dict[int, IngestOutcome]:
+        """Write a group of documents: per-document objects and graph, one call per store for the chunks.
+
+        A store failure fails the whole group (each document says so); the rows are written
+        last, so whatever a failed group left in the stores is replaced when it is sent again.
+        """
         now = datetime.now(UTC)
         try:
-            original = json.dumps(document.model_dump(), ensure_ascii=False).encode()
-            self.stores.objects.put(tenant, f"{key}/original.json", original, "application/json",
-                                    {"document-id-sha256": key.rsplit("/", 1)[1], "content-sha256": item.sha256})
-            self.stores.objects.put(tenant, f"{key}/normalised.txt", item.text.encode(), "text/plain; charset=utf-8",
-                                    {"parser-version": PARSER_VERSION})
-            self.stores.keyword.delete_document(tenant, document.id)
+            for item, _ in group:
+                document, key = item.document, object_key(item.document.id)
+                original = json.dumps(document.model_dump(), ensure_ascii=False).encode()
+                self.stores.objects.put(tenant, f"{key}/original.json", original, "application/json",
+                                        {"document-id-sha256": key.rsplit("/", 1)[1], "content-sha256": item.sha256})
+                self.stores.objects.put(tenant, f"{key}/normalised.txt", item.text.encode(),
+                                        "text/plain; charset=utf-8", {"parser-version": PARSER_VERSION})
+                # Also for new documents: chunks of an earlier, failed attempt may be there.
+                self.stores.keyword.delete_document(tenant, document.id)
+                self.stores.vectors.delete_document(tenant, document.id)
             self.stores.keyword.upsert(tenant, [
-                KeywordDocument(c.chunk_id, document.id, analyze(indexed_text(document.title, c.text)))
-                for c in item.chunks])
-            self.stores.vectors.delete_document(tenant, document.id)
-            self.stores.vectors.upsert(tenant, [VectorItem(c.chunk_id, document.id, v.tolist())
-                                                for c, v in zip(item.chunks, vectors, strict=True)])
-            self.stores.graph.replace_document(tenant, document.id, self._mentions(item.chunks))
-            record = DocumentRecord(
-                document.id, document.title, document.source, document.content_type, document.metadata, item.sha256,
-                PARSER_VERSION, key, len(item.text), len(item.chunks),
-                existing.ingested_at if existing else now, now)
-            self.repository.save(tenant, record, item.chunks)
+                KeywordDocument(c.chunk_id, i.document.id, analyze(indexed_text(i.document.title, c.text)))
+                for i, _ in group for c in i.chunks])
+            chunks = [(i, c) for i, _ in group for c in i.chunks]
+            self.stores.vectors.upsert(tenant, [VectorItem(c.chunk_id, i.document.id, v.tolist())
+                                                for (i, c), v in zip(chunks, vectors, strict=True)])
+            for item, _ in group:
+                self.stores.graph.replace_document(tenant, item.document.id, self._mentions(item.chunks))
+            self.repository.save_many(tenant, [
+                (DocumentRecord(item.document.id, item.document.title, item.document.source,
+                                item.document.content_type, item.document.metadata, item.sha256, PARSER_VERSION,
+                                object_key(item.document.id), len(item.text), len(item.chunks),
+                                existing.ingested_at if existing else now, now), item.chunks)
+                for item, existing in group])
         except (StoreError, OSError) as exc:
-            log.exception("ingest failed", extra={"document_id": document.id})
-            return IngestOutcome(index=item.index, id=document.id, status="failed", http_status=503,
-                                 error={"code": "store_unavailable",
-                                        "message": f"document {document.id!r} was not stored: {exc}; "
-                                                   "send it again"})
+            log.exception("ingest failed", extra={"document_ids": [i.document.id for i, _ in group]})
+            return {item.index: IngestOutcome(index=item.index, id=item.document.id, status="failed", http_status=503,
+                                              error={"code": "store_unavailable",
+                                                     "message": f"document {item.document.id!r} was not stored: "
+                                                                f"{exc}; send it again"})
+                    for item, _ in group}
         self._communities_fresh.discard(tenant)
-        return IngestOutcome(index=item.index, id=document.id, status="updated" if existing else "created",
-                             http_status=200 if existing else 201, chunks=len(item.chunks),
-                             content_sha256=item.sha256)
+        return {item.index: IngestOutcome(index=item.index, id=item.document.id,
+                                          status="updated" if existing else "created",
+                                          http_status=200 if existing else 201, chunks=len(item.chunks),
+                                          content_sha256=item.sha256)
+                for item, existing in group}
 
     @staticmethod
     def _mentions(chunks: Sequence[StoredChunk]) -> list[Mention]:

@@ -188,12 +188,18 @@ class SqliteKeywordIndex:
             (tenant,)).fetchone()[0]
 
     def _write(self, tenant: str, change, apply) -> Any:  # noqa: ANN001 - two callables, see callers
-        """Run `change(conn)` in one transaction, then `apply(scorer)` to a current scorer."""
+        """Run `change(conn)` in one transaction, then `apply(scorer)` to a current scorer.
+
+        A change returning 0 (nothing deleted) is rolled back: no generation bump, no commit.
+        """
         with self._write_lock, self._scorer_lock:
             conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = change(conn)
+                if result == 0:
+                    conn.execute("ROLLBACK")
+                    return result
                 generation = self._bump(conn, tenant)
                 conn.execute("COMMIT")
             except BaseException:
