@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -118,22 +120,37 @@ def _quantise(fused: str, target: str) -> None:
 
 
 def build_graph(model_directory: Path, cache_dir: Path, weights_sha256: str, precision: str = "fp32") -> Path:
-    """The graph for `precision`, building what is missing; a no-op when it exists."""
+    """The graph for `precision`, building what is missing; a no-op when it exists.
+
+    The build runs in a child process: torch and transformers (~400 MB) are needed only to
+    export, and a replica that imported them would keep them for its lifetime.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    fp32 = onnx_path(cache_dir, weights_sha256, "fp32")
     target = onnx_path(cache_dir, weights_sha256, precision)
     if target.exists():
         return target
     with _build_lock(cache_dir):
-        if not fp32.exists():
-            with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
-                raw = str(Path(scratch) / "raw.onnx")
-                _export_raw(model_directory, raw)
-                _write_atomically(fp32, lambda path: _fuse(raw, path))
         if not target.exists():
-            _write_atomically(target, lambda path: _quantise(str(fp32), path))
+            command = [sys.executable, "-m", __name__, str(model_directory), str(cache_dir), weights_sha256, precision]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0 or not target.exists():
+                raise AssetError(f"building the {precision} ONNX graph failed (exit {done.returncode}): "
+                                 f"{done.stderr.strip()[-2000:]}")
     return target
+
+
+def _build(model_directory: Path, cache_dir: Path, weights_sha256: str, precision: str) -> None:
+    """The build itself; the caller holds the build lock."""
+    fp32 = onnx_path(cache_dir, weights_sha256, "fp32")
+    if not fp32.exists():
+        with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+            raw = str(Path(scratch) / "raw.onnx")
+            _export_raw(model_directory, raw)
+            _write_atomically(fp32, lambda path: _fuse(raw, path))
+    target = onnx_path(cache_dir, weights_sha256, precision)
+    if not target.exists():
+        _write_atomically(target, lambda path: _quantise(str(fp32), path))
 
 
 class OnnxEmbedder:
@@ -196,3 +213,8 @@ class OnnxEmbedder:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+
+if __name__ == "__main__":  # the child process of build_graph
+    _model_directory, _cache_dir, _weights_sha256, _precision = sys.argv[1:5]
+    _build(Path(_model_directory), Path(_cache_dir), _weights_sha256, _precision)

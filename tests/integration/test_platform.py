@@ -157,12 +157,20 @@ def test_metrics_are_exported_in_one_scrape(http, platform, bearer):
         'ray_stratmaster_cache_misses_total{',
         'ray_stratmaster_db_pool_connections_in_use{',
     )
-    text = eventually(lambda: (t := _metrics(platform)) and all(w in t for w in wanted) and t, timeout_s=60)
-    assert text, f"missing from {platform.metrics_url}: {[w for w in wanted if w not in _metrics(platform)]}"
-    knowledge = [line for line in text.splitlines()
-                 if line.startswith("ray_stratmaster_http_requests_total{") and 'route="/knowledge/info"' in line]
-    assert any('status_class="2xx"' in line and 'service="knowledge"' in line for line in knowledge)
-    assert sum(float(line.rsplit(" ", 1)[1]) for line in knowledge) >= 3
+
+    def knowledge_lines(text: str) -> list[str]:
+        return [line for line in text.splitlines()
+                if line.startswith("ray_stratmaster_http_requests_total{") and 'route="/knowledge/info"' in line
+                and 'status_class="2xx"' in line and 'service="knowledge"' in line]
+
+    def complete(text: str) -> bool:
+        # Each replica exports on its own schedule: wait for the knowledge replica's count too.
+        return all(w in text for w in wanted) and sum(float(line.rsplit(" ", 1)[1])
+                                                      for line in knowledge_lines(text)) >= 3
+
+    text = eventually(lambda: (t := _metrics(platform)) and complete(t) and t, timeout_s=60)
+    assert text, (f"missing from {platform.metrics_url}: {[w for w in wanted if w not in _metrics(platform)]}, "
+                  f"knowledge 2xx lines: {knowledge_lines(_metrics(platform))}")
 
 
 def _loopback(ip: str) -> bool:
