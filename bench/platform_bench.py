@@ -349,8 +349,8 @@ def replica_ids_from_health(base: str, polls: int = 12) -> dict[str, list[str]]:
     return {s: sorted(ids) for s, ids in seen.items()}
 
 
-def get_token(env: dict[str, str]) -> str:
-    answer = subprocess.run([str(VENV_BIN / "stratmaster"), "token", "--tenant", "acme", "--role", "analyst"],
+def get_token(env: dict[str, str], tenant: str = "acme") -> str:
+    answer = subprocess.run([str(VENV_BIN / "stratmaster"), "token", "--tenant", tenant, "--role", "analyst"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     if answer.returncode != 0 or not answer.stdout.strip():
         raise BenchError(f"stratmaster token failed ({answer.returncode}): {answer.stderr.strip()}")

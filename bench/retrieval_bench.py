@@ -102,32 +102,60 @@ TARGETS = {"keyword_ndcg10": 0.38, "dense_ndcg10": 0.41, "hybrid_ndcg10": 0.46,
 
 
 # --- ingest ---------------------------------------------------------------------------------
-def ingest(client: httpx.Client, dataset: BeirDataset, batch_size: int) -> dict[str, Any]:
+def ingest(open_client: Any, dataset: BeirDataset, batch_size: int, streams: int = 1) -> dict[str, Any]:
+    """Send the corpus in batches; with `streams` > 1, that many clients send batches side by side."""
     documents = [{"id": d.id, "title": d.title.strip() or d.id, "text": d.text} for d in dataset.corpus.values()]
     statuses: Counter[str] = Counter()
     http_statuses: Counter[int] = Counter()
     problems: list[dict[str, Any]] = []
     batch_seconds: list[float] = []
-    chunks = 0
+    firsts = iter(range(0, len(documents), batch_size))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    totals = {"chunks": 0, "done": 0}
     started = time.perf_counter()
-    for first in range(0, len(documents), batch_size):
-        batch = documents[first:first + batch_size]
-        sent = time.perf_counter()
-        answer = client.post("/knowledge/documents", json={"documents": batch})
-        batch_seconds.append(time.perf_counter() - sent)
-        http_statuses[answer.status_code] += 1
-        if answer.status_code not in (200, 207):
-            raise BenchError(f"ingest of documents {first}..{first + len(batch) - 1} answered "
-                             f"{answer.status_code}: {answer.text[:500]}")
-        for outcome in answer.json()["results"]:
-            statuses[outcome["status"]] += 1
-            if outcome["status"] in ("created", "updated", "unchanged"):
-                chunks += outcome.get("chunks") or 0
-            elif len(problems) < 20:
-                problems.append({"id": outcome.get("id"), "status": outcome["status"], "error": outcome.get("error")})
-        done = first + len(batch)
-        print(f"  ingested {done}/{len(documents)} documents, {chunks} chunks, "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
+
+    def send_batches() -> None:
+        with open_client() as client:
+            while not failures:
+                with lock:
+                    first = next(firsts, None)
+                if first is None:
+                    return
+                batch = documents[first:first + batch_size]
+                sent = time.perf_counter()
+                answer = client.post("/knowledge/documents", json={"documents": batch})
+                with lock:
+                    batch_seconds.append(time.perf_counter() - sent)
+                    http_statuses[answer.status_code] += 1
+                    if answer.status_code not in (200, 207):
+                        raise BenchError(f"ingest of documents {first}..{first + len(batch) - 1} answered "
+                                         f"{answer.status_code}: {answer.text[:500]}")
+                    for outcome in answer.json()["results"]:
+                        statuses[outcome["status"]] += 1
+                        if outcome["status"] in ("created", "updated", "unchanged"):
+                            totals["chunks"] += outcome.get("chunks") or 0
+                        elif len(problems) < 20:
+                            problems.append({"id": outcome.get("id"), "status": outcome["status"],
+                                             "error": outcome.get("error")})
+                    totals["done"] += len(batch)
+                    print(f"  ingested {totals['done']}/{len(documents)} documents, {totals['chunks']} chunks, "
+                          f"{time.perf_counter() - started:.1f} s", flush=True)
+
+    def guarded() -> None:
+        try:
+            send_batches()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=guarded, name=f"ingest-{n}") for n in range(streams)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise failures[0]
+    chunks = totals["chunks"]
     wall = time.perf_counter() - started
     accepted = sum(statuses[s] for s in ("created", "updated", "unchanged"))
     batch_seconds.sort()
@@ -140,6 +168,7 @@ def ingest(client: httpx.Client, dataset: BeirDataset, batch_size: int) -> dict[
         "chunks": chunks,
         "chunks_per_document": round(chunks / accepted, 2) if accepted else None,
         "batch_size": batch_size,
+        "streams": streams,
         "batches": len(batch_seconds),
         "wall_s": round(wall, 2),
         "documents_per_s": round(accepted / wall, 1),
@@ -328,7 +357,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=args.ingest_timeout) as client:
             print(f"ingest: {len(dataset.corpus)} documents in batches of {args.batch_size} ...", flush=True)
-            result["ingest"] = ingest(client, dataset, args.batch_size)
+            result["ingest"] = ingest(lambda: httpx.Client(base_url=base, headers=headers,
+                                                           timeout=args.ingest_timeout),
+                                      dataset, args.batch_size)
             platform_.remember_pids()
             stats = client.get("/knowledge/stats")
             result["ingest"]["stats_after"] = stats.json() if stats.status_code == 200 else stats.status_code
@@ -353,6 +384,16 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             ensure_running(platform_)
             if load["ok"] == 0:
                 raise BenchError(f"no search succeeded with {clients} client(s): {load['errors_by_status']}")
+        if args.parallel_ingest_streams > 1:
+            # The same corpus again, for another tenant, from several clients at once: how far
+            # concurrent uploads fill the pipeline's gaps between one client's batches.
+            ensure_running(platform_)
+            streams = args.parallel_ingest_streams
+            print(f"ingest: the corpus again as another tenant, {streams} streams ...", flush=True)
+            other = {"Authorization": f"Bearer {get_token(env, tenant='cisi-parallel')}"}
+            result["ingest_parallel"] = ingest(lambda: httpx.Client(base_url=base, headers=other,
+                                                                    timeout=args.ingest_timeout),
+                                               dataset, args.batch_size, streams)
         result["noise"]["foreign_ray_processes_at_end"] = foreign_ray_processes(set(platform_.seen_pids))
         result["noise"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
         failed = False
@@ -429,6 +470,8 @@ def summary(result: dict[str, Any]) -> str:
         f"  dataset  {dataset['name']}: {dataset['documents']} documents, {dataset['judged_queries']} judged queries",
         f"  ingest   {ingest_['accepted']}/{ingest_['documents']} documents, {ingest_['chunks']} chunks in "
         f"{ingest_['wall_s']} s: {ingest_['documents_per_s']} docs/s, {ingest_['chunks_per_s']} chunks/s",
+        *([f"  ingest   {p['streams']} streams (another tenant): {p['chunks']} chunks in {p['wall_s']} s: "
+            f"{p['chunks_per_s']} chunks/s (reported, not a verdict)"] if (p := result.get("ingest_parallel")) else []),
         "",
         f"  {'configuration':<26}{'nDCG@10':>9}{'MAP@100':>9}{'R@100':>8}{'MRR@10':>8}{'docs':>6}{'p50 ms':>8}"
         f"{'errors':>8}",
@@ -463,6 +506,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET,
                         help=f"BEIR folder (default {DEFAULT_DATASET})")
     parser.add_argument("--batch-size", type=int, default=100, help="documents per ingest request (default 100)")
+    parser.add_argument("--parallel-ingest-streams", type=int, default=2,
+                        help="after everything else, ingest the corpus again (another tenant) from this many "
+                             "clients at once; 1 skips it (default 2)")
     parser.add_argument("--k", type=int, default=SEARCH_K, help="hits per quality query (default 100)")
     parser.add_argument("--latency-k", type=int, default=10, help="hits per latency query (default 10, the API's)")
     parser.add_argument("--clients", type=lambda s: [int(c) for c in s.split(",")], default=[1, 16],

@@ -151,26 +151,27 @@ class KnowledgeService:
             except DocumentProblem as problem:
                 outcomes[index] = IngestOutcome(index=index, id=raw_id, status="rejected", http_status=problem.status,
                                                 error={"code": problem.code, "message": problem.message})
-        with self._write_lock:
-            changed = []
-            current = self.repository.documents(tenant, [item.document.id for item in prepared])
-            for item in prepared:
-                existing = current.get(item.document.id)
-                if existing is not None and existing.content_sha256 == item.sha256:
-                    outcomes[item.index] = IngestOutcome(index=item.index, id=item.document.id, status="unchanged",
-                                                         http_status=200, chunks=existing.chunk_count,
-                                                         content_sha256=item.sha256)
-                else:
-                    changed.append((item, existing))
-            for group, vectors in self._embedded(changed):
-                if isinstance(vectors, Exception):
-                    for item, _ in group:
-                        outcomes[item.index] = IngestOutcome(
-                            index=item.index, id=item.document.id, status="failed", http_status=503,
-                            error={"code": "embedder_unavailable",
-                                   "message": f"document {item.document.id!r} was not stored: embedding failed "
-                                              f"({type(vectors).__name__}: {vectors}); send it again"})
-                else:
+        # A first look without the lock: identical re-sends stop here. Writers may run
+        # meanwhile, so each group looks again under the lock before it writes.
+        changed = []
+        current = self.repository.documents(tenant, [item.document.id for item in prepared])
+        for item in prepared:
+            existing = current.get(item.document.id)
+            if existing is not None and existing.content_sha256 == item.sha256:
+                outcomes[item.index] = self._unchanged(item, existing)
+            else:
+                changed.append((item, existing))
+        # Embedding runs outside the lock, so concurrent batches embed while one writes.
+        for group, vectors in self._embedded(changed):
+            if isinstance(vectors, Exception):
+                for item, _ in group:
+                    outcomes[item.index] = IngestOutcome(
+                        index=item.index, id=item.document.id, status="failed", http_status=503,
+                        error={"code": "embedder_unavailable",
+                               "message": f"document {item.document.id!r} was not stored: embedding failed "
+                                          f"({type(vectors).__name__}: {vectors}); send it again"})
+            else:
+                with self._write_lock:
                     outcomes.update(self._write_group(tenant, group, vectors))
         results = [outcomes[i] for i in sorted(outcomes)]
         return IngestResponse(results=results, counts=dict(Counter(r.status for r in results)))
@@ -235,12 +236,29 @@ class KnowledgeService:
         return max(MIN_CHUNK_TOKENS, min(self.config.chunking.max_tokens, room))
 
     def _write_group(self, tenant: str, group: list[_Changed], vectors: np.ndarray) -> dict[int, IngestOutcome]:
-        """Write a group of documents: per-document objects and graph, one call per store for the chunks.
+        """Write a group of documents (under the write lock): objects and graph per document,
+        one call per store for all the group's chunks, rows last.
 
-        A store failure fails the whole group (each document says so); the rows are written
-        last, so whatever a failed group left in the stores is replaced when it is sent again.
+        Rows are read again first: a concurrent batch may have written the same content since
+        the first look (then: unchanged). A store failure fails the group's documents, each
+        saying so; what a failed group left in the stores is replaced when it is sent again.
         """
         now = datetime.now(UTC)
+        current = self.repository.documents(tenant, [item.document.id for item, _ in group])
+        outcomes: dict[int, IngestOutcome] = {}
+        offsets = np.cumsum([0] + [len(item.chunks) for item, _ in group])
+        writing: list[_Changed] = []
+        kept_vectors = []
+        for number, (item, _) in enumerate(group):
+            existing = current.get(item.document.id)
+            if existing is not None and existing.content_sha256 == item.sha256:  # a concurrent batch wrote it
+                outcomes[item.index] = self._unchanged(item, existing)
+            else:
+                writing.append((item, existing))
+                kept_vectors.append(vectors[offsets[number]:offsets[number + 1]])
+        if not writing:
+            return outcomes
+        group, vectors = writing, np.concatenate(kept_vectors)
         try:
             for item, _ in group:
                 document, key = item.document, object_key(item.document.id)
@@ -268,17 +286,22 @@ class KnowledgeService:
                 for item, existing in group])
         except (StoreError, OSError) as exc:
             log.exception("ingest failed", extra={"document_ids": [i.document.id for i, _ in group]})
-            return {item.index: IngestOutcome(index=item.index, id=item.document.id, status="failed", http_status=503,
-                                              error={"code": "store_unavailable",
-                                                     "message": f"document {item.document.id!r} was not stored: "
-                                                                f"{exc}; send it again"})
-                    for item, _ in group}
+            return outcomes | {item.index: IngestOutcome(
+                index=item.index, id=item.document.id, status="failed", http_status=503,
+                error={"code": "store_unavailable",
+                       "message": f"document {item.document.id!r} was not stored: {exc}; send it again"})
+                for item, _ in group}
         self._communities_fresh.discard(tenant)
-        return {item.index: IngestOutcome(index=item.index, id=item.document.id,
-                                          status="updated" if existing else "created",
-                                          http_status=200 if existing else 201, chunks=len(item.chunks),
-                                          content_sha256=item.sha256)
-                for item, existing in group}
+        return outcomes | {item.index: IngestOutcome(index=item.index, id=item.document.id,
+                                                     status="updated" if existing else "created",
+                                                     http_status=200 if existing else 201, chunks=len(item.chunks),
+                                                     content_sha256=item.sha256)
+                           for item, existing in group}
+
+    @staticmethod
+    def _unchanged(item: _Prepared, existing: DocumentRecord) -> IngestOutcome:
+        return IngestOutcome(index=item.index, id=item.document.id, status="unchanged", http_status=200,
+                             chunks=existing.chunk_count, content_sha256=item.sha256)
 
     @staticmethod
     def _mentions(chunks: Sequence[StoredChunk]) -> list[Mention]:

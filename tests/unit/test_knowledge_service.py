@@ -1,0 +1,108 @@
+"""KnowledgeService on embedded stores with a stand-in embedder: ingestion's bookkeeping
+(groups, concurrency, failures), without a cluster or the model."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stratmaster.db.engine import create_db_engine
+from stratmaster.db.migrate import upgrade
+from stratmaster.knowledge.chunking import WordpieceCounter
+from stratmaster.knowledge.config import load_knowledge_config
+from stratmaster.knowledge.repository import DocumentRepository
+from stratmaster.knowledge.schemas import SearchRequest
+from stratmaster.knowledge.service import EMBED_GROUP_CHUNKS, KnowledgeService, KnowledgeStores
+from stratmaster.settings import load_settings
+from stratmaster.stores.graph import create_graph_store
+from stratmaster.stores.keyword import create_keyword_index
+from stratmaster.stores.objects import create_object_store
+from stratmaster.stores.vectors import create_vector_index
+
+TENANT = "acme"
+
+
+def hashed_vectors(texts: Sequence[str]) -> np.ndarray:
+    """Deterministic unit vectors per text: enough to exercise storage, not meaning."""
+    rows = []
+    for text in texts:
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        vector = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
+        rows.append(vector / np.linalg.norm(vector))
+    return np.stack(rows)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> KnowledgeService:
+    settings = load_settings(STRATMASTER_DATA_DIR=str(tmp_path))
+    upgrade(settings.effective_database_url)
+    stores = KnowledgeStores(create_object_store(settings), create_keyword_index(settings),
+                             create_vector_index(settings, 384), create_graph_store(settings))
+    return KnowledgeService(DocumentRepository(create_db_engine(settings.effective_database_url)), stores,
+                            WordpieceCounter(), hashed_vectors, load_knowledge_config())
+
+
+def town(number: int) -> str:
+    """A word of its own per document (the analyzer drops bare numbers)."""
+    return "".join("bcdfghjklm"[int(digit)] for digit in str(number)) + "ville"
+
+
+def documents(count: int, version: str = "original") -> list[dict[str, str]]:
+    return [{"id": f"doc-{i}", "title": f"Report {i}",
+             "text": f"Premium pricing study ({version}). Customers in {town(i)} stayed loyal."}
+            for i in range(count)]
+
+
+def test_more_documents_than_one_group_are_all_written(service):
+    batch = documents(EMBED_GROUP_CHUNKS * 3 + 5)
+    result = service.ingest(TENANT, batch)
+    assert result.counts == {"created": len(batch)}
+    assert service.counts(TENANT) == {"documents": len(batch), "chunks": len(batch)}
+    hits = service.search(TENANT, SearchRequest(query=f"loyal in {town(7)}", mode="keyword", k=3)).hits
+    assert hits[0].document_id == "doc-7"
+
+
+def test_concurrent_batches_of_the_same_documents_write_each_once(service):
+    batch = documents(80)
+    results = []
+
+    def send() -> None:
+        results.append(service.ingest(TENANT, batch))
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = Counter(r.status for result in results for r in result.results)
+    assert statuses == {"created": 80, "unchanged": 160}
+    assert service.counts(TENANT) == {"documents": 80, "chunks": 80}
+    assert service.stores.keyword.count(TENANT) == 80 and service.stores.vectors.count(TENANT) == 80
+
+
+def test_a_changed_document_in_a_later_batch_replaces_its_chunks(service):
+    service.ingest(TENANT, documents(3))
+    result = service.ingest(TENANT, documents(3, version="revised")[:1])
+    assert [r.status for r in result.results] == ["updated"]
+    assert service.stores.keyword.count(TENANT) == 3
+    [hit] = service.search(TENANT, SearchRequest(query="revised", mode="keyword", k=5)).hits
+    assert hit.document_id == "doc-0"
+
+
+def test_an_embedding_failure_fails_its_documents_and_stores_nothing(service):
+    def broken(texts: Sequence[str]) -> np.ndarray:
+        raise ConnectionError("embedder replica is gone")
+
+    service.embed = broken
+    result = service.ingest(TENANT, documents(2))
+    assert {(r.status, r.http_status, r.error["code"]) for r in result.results} == {
+        ("failed", 503, "embedder_unavailable")}
+    assert "embedder replica is gone" in result.results[0].error["message"]
+    assert service.counts(TENANT) == {"documents": 0, "chunks": 0}
+    assert service.stores.keyword.count(TENANT) == 0
