@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: the platform benchmark (cold start, memory, load -> bench/results/platform.json),
-# then the retrieval benchmark (CISI quality, ingest, search latency -> bench/results/retrieval.*).
+# the retrieval benchmark (CISI quality, ingest, search latency -> bench/results/retrieval.*),
+# then the eval sweep's speed (16 cells as Ray tasks against the same cells one after another
+# -> bench/results/sweeps/cisi-fusion/sweep.json, .png).
 #
-#   bash scripts/bench.sh [platform|retrieval|all] [--quick] ...   (default all; see each --help)
+#   bash scripts/bench.sh [platform|retrieval|sweep|all] [--quick] ...   (default all; see each --help)
 #
 # Arguments after the name go to that benchmark; with `all` to both, so only options both
 # take (--quick, --inherit-backends, ...) fit there. With `all` the second runs even when
@@ -18,14 +20,17 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 
 which=all
 case "${1:-}" in
-  platform|retrieval|all) which=$1; shift ;;
+  platform|retrieval|sweep|all) which=$1; shift ;;
 esac
 
 case "$which" in
   platform) exec .venv/bin/python -m bench.platform_bench "$@" ;;
   retrieval) exec .venv/bin/python -m bench.retrieval_bench "$@" ;;
+  sweep) exec .venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential "$@" ;;
 esac
 status=0
 .venv/bin/python -m bench.platform_bench "$@" || status=$?
 .venv/bin/python -m bench.retrieval_bench "$@" || { rc=$?; (( status )) || status=$rc; }
+.venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential \
+  || { rc=$?; (( status )) || status=$rc; }
 exit "$status"

@@ -1,0 +1,337 @@
+"""Eval sweep: score a grid of retrieval settings on a BEIR dataset, one Ray task per cell.
+
+    python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml
+    ray job submit --working-dir . -- python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml
+
+The grid is the cartesian product of the config's `grid` axes (fields of
+`stratmaster.evals.retrieval_eval.RetrievalSetting`). An index is built once per chunk
+size (a task; its snapshot is kept on disk and shared with the cells through the object
+store); each cell restores it, runs every judged query through the knowledge service's
+own search and scores the rankings. Finished cells are files under the output folder: a
+rerun computes only what is missing. The result (`sweep.json`) holds the table, the best
+cell per measure, the Pareto front of nDCG@10 against in-process search latency, and
+`sweep.png` plots it. `--sequential` also runs the same cells one after another in this
+process, for the speed comparison `make bench` reports.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import heapq  # noqa: E402
+import itertools  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import yaml  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, ValidationError  # noqa: E402
+
+from stratmaster.evals.ir_metrics import DEFAULT_MEASURES  # noqa: E402
+from stratmaster.evals.retrieval_eval import RetrievalSetting, write_json  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# Issue 4's speed goals for a 16-cell sweep on a 2-core machine (checked by `make bench`).
+TARGET_SPEEDUP = 1.7
+TARGET_OVERHEAD = 0.05
+
+
+class SweepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    dataset: Path
+    split: str = "test"
+    k: int = Field(100, ge=1, le=100)
+    measures: list[str] = list(DEFAULT_MEASURES)
+    embedding_precision: str = Field("int8", pattern="^(fp32|int8)$")
+    grid: dict[str, list[Any]]
+    output_dir: Path = Path("bench/results/sweeps")
+
+    def cells(self) -> list[RetrievalSetting]:
+        """Every combination of the grid's values, each setting once (in grid order)."""
+        axes = list(self.grid)
+        seen: dict[str, RetrievalSetting] = {}
+        for values in itertools.product(*(self.grid[a] for a in axes)):
+            setting = RetrievalSetting.model_validate(dict(zip(axes, values, strict=True)))
+            seen.setdefault(setting.key(), setting)
+        return list(seen.values())
+
+
+def load_config(path: Path) -> SweepConfig:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        config = SweepConfig.model_validate(raw)
+        cells = config.cells()
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"{path}: cannot read: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"{path}: {problems}") from None
+    if not cells:
+        raise SystemExit(f"{path}: the grid has no cell")
+    if not config.dataset.is_absolute():
+        config = config.model_copy(update={"dataset": (path.parent / config.dataset).resolve()
+                                           if (path.parent / config.dataset).exists() else config.dataset.resolve()})
+    return config
+
+
+# --- the work (plain functions: a Ray task wraps each, --sequential calls them directly) ----------
+def _embedders(precision: str) -> tuple[Any, Any]:
+    from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+    from stratmaster.settings import load_settings
+
+    models = load_settings().data_dir / "models"
+    documents = OnnxEmbedder(models, precision=precision)
+    return documents, documents  # the platform embeds queries with the same variant
+
+
+def build_snapshot(dataset_path: str, split: str, chunk_tokens: int | None, precision: str,
+                   cache_file: str) -> dict[str, Any]:
+    """Index the corpus once with this chunk size; the stores as a tar, and how long it took."""
+    from stratmaster.evals.datasets import load_beir
+    from stratmaster.evals.retrieval_eval import build_index, snapshot_index
+    from stratmaster.knowledge.embedding import CachedEmbedder, SqliteEmbeddingCache
+
+    documents, _ = _embedders(precision)
+    embed = CachedEmbedder(documents, SqliteEmbeddingCache(Path(cache_file))).embed
+    with tempfile.TemporaryDirectory(prefix="sweep-index-") as directory:
+        stats = build_index(load_beir(dataset_path, split), Path(directory), embed, chunk_tokens)
+        return {"snapshot": snapshot_index(Path(directory)), "documents": stats.documents, "chunks": stats.chunks,
+                "seconds": stats.seconds}
+
+
+def score_cell(setting_json: str, snapshot: bytes, dataset_path: str, split: str, k: int,
+               measures: Sequence[str], precision: str) -> dict[str, Any]:
+    """Restore the index, run every judged query with this setting, score the rankings."""
+    from stratmaster.evals.datasets import load_beir
+    from stratmaster.evals.retrieval_eval import open_index, restore_index, run_queries, score
+
+    started = time.perf_counter()
+    setting = RetrievalSetting.model_validate_json(setting_json)
+    dataset = load_beir(dataset_path, split)
+    documents, queries = _embedders(precision)
+    with tempfile.TemporaryDirectory(prefix="sweep-cell-") as directory:
+        restore_index(snapshot, Path(directory))
+        service = open_index(Path(directory), documents.embed, setting, embed_query=queries.embed)
+        ran = run_queries(service, setting, [(q.id, q.text) for q in dataset.judged_queries()], k)
+        for store in service.stores.all():
+            getattr(store, "close", lambda: None)()
+    scored = score(dataset, ran["rankings"], ran["latency_ms"], measures)
+    elapsed = time.perf_counter() - started
+    return {"setting": setting.model_dump(), "label": setting.label(), "key": setting.key(), **scored,
+            "cell_seconds": round(elapsed, 3), "pid": os.getpid(), "started_at": time.time() - elapsed,
+            "ended_at": time.time()}
+
+
+def scheduling_overhead(rows: list[dict[str, Any]], submitted_at: float, slots: int, wall: float) -> float:
+    """Share of the slots' time spent getting cells started: for each cell, in start order, the
+    time from the moment a slot was free (submission, or the end of the cell it followed) to
+    its start. Slots idle at the end, when fewer cells than slots remain, are not counted."""
+    free = [submitted_at] * slots
+    heapq.heapify(free)
+    gaps = 0.0
+    for row in sorted(rows, key=lambda r: r["started_at"]):
+        gaps += max(0.0, row["started_at"] - heapq.heappop(free))
+        heapq.heappush(free, row["ended_at"])
+    return gaps / (slots * wall)
+
+
+# --- results ----------------------------------------------------------------------------------
+def pareto_front(rows: list[dict[str, Any]], quality: str) -> list[str]:
+    """Keys of cells no other cell beats on both quality (higher) and latency p50 (lower)."""
+    front = []
+    for row in rows:
+        q, t = row["measures"][quality], row["latency_ms"]["p50"]
+        dominated = any(o["measures"][quality] >= q and o["latency_ms"]["p50"] <= t
+                        and (o["measures"][quality] > q or o["latency_ms"]["p50"] < t) for o in rows)
+        if not dominated:
+            front.append(row["key"])
+    return front
+
+
+def summarise(config: SweepConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    best = {m: max(rows, key=lambda r, m=m: r["measures"][m])["key"] for m in config.measures}
+    return {"best_per_measure": {m: {"key": k, "label": next(r["label"] for r in rows if r["key"] == k),
+                                     "value": next(r["measures"][m] for r in rows if r["key"] == k)}
+                                 for m, k in best.items()},
+            "pareto_front_ndcg10_vs_latency": pareto_front(rows, config.measures[0])}
+
+
+def plot(path: Path, rows: list[dict[str, Any]], front: list[str], quality: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for row in rows:
+        on_front = row["key"] in front
+        axis.scatter(row["latency_ms"]["p50"], row["measures"][quality], color="tab:red" if on_front else "tab:blue")
+        axis.annotate(row["label"].replace("hybrid ", ""), (row["latency_ms"]["p50"], row["measures"][quality]),
+                      fontsize=6, alpha=0.8)
+    axis.set_xlabel("in-process search latency p50 (ms)")
+    axis.set_ylabel(quality)
+    axis.set_title("Sweep cells (red: Pareto front)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# --- driver -----------------------------------------------------------------------------------
+def _init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster
+        ray.init(address="auto", logging_level="WARNING")
+    else:
+        ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+
+
+def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    out, work = config.output_dir / config.name, work_dir(config)
+    cells_dir = out / "cells"
+    cache_file = str((work / "embedding-cache.sqlite3").resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    dataset_key = hashlib.sha256(str(config.dataset.resolve()).encode() + config.split.encode()).hexdigest()[:12]
+    cells = config.cells()
+    todo = [c for c in cells if not (cells_dir / f"{c.key()}-{dataset_key}.json").exists()]
+    result: dict[str, Any] = {"kind": "eval_sweep", "name": config.name,
+                              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "config": config.model_dump(mode="json"), "cells": len(cells),
+                              "reused_cells": len(cells) - len(todo)}
+    chunk_sizes = sorted({c.chunk_tokens for c in todo}, key=lambda v: (v is None, v or 0))
+
+    def snapshot_path(chunk: int | None) -> Path:
+        return work / f"index-{chunk or 'default'}-{config.embedding_precision}-{dataset_key}.tar"
+
+    args = (str(config.dataset), config.split)
+    if parallel and todo:
+        import ray
+
+        _init_ray()
+        build = ray.remote(num_cpus=1)(build_snapshot)
+        cell = ray.remote(num_cpus=1)(score_cell)
+        started = time.perf_counter()
+        snapshots = {}
+        for chunk in chunk_sizes:
+            path = snapshot_path(chunk)
+            if not path.exists():
+                built = ray.get(build.remote(*args, chunk, config.embedding_precision, cache_file))
+                path.write_bytes(built["snapshot"])
+                result.setdefault("indexes", {})[str(chunk)] = {k: v for k, v in built.items() if k != "snapshot"}
+            snapshots[chunk] = ray.put(path.read_bytes())
+        indexed = time.perf_counter()
+        # Costliest first (more candidates, more modes to fuse), so no long cell is left alone at the end.
+        ordered = sorted(todo, key=lambda c: (c.mode != "hybrid", -(c.candidates or 200)))
+        pending = {cell.remote(c.model_dump_json(), snapshots[c.chunk_tokens], *args, config.k, config.measures,
+                               config.embedding_precision): c for c in ordered}
+        busy, finished = 0.0, []
+        submitted_at = time.time()
+        with tqdm(total=len(todo), desc=f"sweep {config.name}", unit="cell", file=sys.stderr) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                row = ray.get(done[0])
+                pending.pop(done[0])
+                busy += row["cell_seconds"]
+                finished.append(row)
+                write_json(cells_dir / f"{row['key']}-{dataset_key}.json", row)
+                bar.update(1)
+        wall = time.perf_counter() - indexed
+        slots = max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 1))))
+        result["parallel"] = {"cells": len(todo), "index_seconds": round(indexed - started, 2),
+                              "cells_wall_seconds": round(wall, 2), "cell_seconds_sum": round(busy, 2),
+                              "slots": slots,
+                              # slots idle for any reason (scheduling, start-up, the last cells' tail)
+                              "idle_share": round(max(0.0, 1 - busy / (slots * wall)), 4),
+                              "scheduling_overhead_share": round(scheduling_overhead(finished, submitted_at, slots,
+                                                                                     wall), 4)}
+    if sequential:
+        started = time.perf_counter()
+        for setting in cells:
+            path = snapshot_path(setting.chunk_tokens)
+            if not path.exists():
+                built = build_snapshot(*args, setting.chunk_tokens, config.embedding_precision, cache_file)
+                path.write_bytes(built["snapshot"])
+        snapshots_bytes = {c: snapshot_path(c).read_bytes() for c in {s.chunk_tokens for s in cells}}
+        indexed = time.perf_counter()
+        for setting in tqdm(cells, desc=f"sequential {config.name}", unit="cell", file=sys.stderr):
+            row = score_cell(setting.model_dump_json(), snapshots_bytes[setting.chunk_tokens], *args, config.k,
+                             config.measures, config.embedding_precision)
+            write_json(cells_dir / f"{row['key']}-{dataset_key}.json", row)
+        result["sequential"] = {"cells": len(cells), "cells_wall_seconds": round(time.perf_counter() - indexed, 2)}
+    if "parallel" in result and "sequential" in result and result["parallel"]["cells"] == len(cells):
+        result["speedup"] = round(result["sequential"]["cells_wall_seconds"]
+                                  / result["parallel"]["cells_wall_seconds"], 2)
+        overhead = result["parallel"]["scheduling_overhead_share"]
+        result["verdicts"] = [
+            {"measure": "speedup over one process", "value": result["speedup"], "target": f">= {TARGET_SPEEDUP}",
+             "met": result["speedup"] >= TARGET_SPEEDUP},
+            {"measure": "scheduling overhead share", "value": overhead, "target": f"< {TARGET_OVERHEAD}",
+             "met": overhead < TARGET_OVERHEAD}]
+    rows = [read_cell(cells_dir / f"{c.key()}-{dataset_key}.json") for c in cells]
+    rows = [r for r in rows if r is not None]
+    if rows:
+        result["table"] = [{"key": r["key"], "label": r["label"], "setting": r["setting"], "measures": r["measures"],
+                            "latency_ms": r["latency_ms"]} for r in rows]
+        result.update(summarise(config, rows))
+        plot(out / "sweep.png", rows, result["pareto_front_ndcg10_vs_latency"], config.measures[0])
+    write_json(out / "sweep.json", result)
+    return result
+
+
+def work_dir(config: SweepConfig) -> Path:
+    """Index snapshots and the embedding cache: reusable across runs, not results."""
+    from stratmaster.settings import load_settings
+
+    return load_settings().data_dir / "pipelines" / "eval_sweep" / config.name
+
+
+def read_cell(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipelines.eval_sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="a sweep YAML, e.g. configs/sweeps/cisi-fusion.yaml")
+    parser.add_argument("--output-dir", type=Path, help="overrides the config's output_dir")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget finished cells, index snapshots and cached embeddings first")
+    parser.add_argument("--sequential", action="store_true",
+                        help="also run every cell one after another in this process (speed comparison)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if args.output_dir:
+        config = config.model_copy(update={"output_dir": args.output_dir})
+    if args.fresh:
+        shutil.rmtree(config.output_dir / config.name, ignore_errors=True)
+        shutil.rmtree(work_dir(config), ignore_errors=True)
+    result = run(config, sequential=args.sequential)
+    summary = {k: result.get(k) for k in ("name", "cells", "reused_cells", "parallel", "sequential", "speedup",
+                                          "verdicts", "best_per_measure")}
+    print(yaml.safe_dump(summary, sort_keys=False), end="")
+    print(f"-> {config.output_dir / config.name / 'sweep.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""The eval sweep pipeline on a small slice of CISI, as Ray tasks on the test cluster:
+every cell scored, results written, and a rerun recomputes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.eval_sweep import SweepConfig, pareto_front, run, work_dir
+
+CISI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cisi"
+
+pytestmark = pytest.mark.cluster
+
+
+def cisi_slice(folder: Path, queries: int = 4) -> Path:
+    """The first judged queries and the documents they judge, plus 40 others, in BEIR form."""
+    lines = (CISI / "qrels" / "test.tsv").read_text().splitlines()
+    qrels: dict[str, list[tuple[str, str]]] = {}
+    for line in lines[1:]:
+        query, doc, grade = line.split("\t")
+        qrels.setdefault(query, []).append((doc, grade))
+    chosen = dict(list(qrels.items())[:queries])
+    wanted = {doc for pairs in chosen.values() for doc, _ in pairs}
+    corpus = [json.loads(line) for line in (CISI / "corpus.jsonl").read_text().splitlines()]
+    kept = [d for d in corpus if d["_id"] in wanted] + [d for d in corpus if d["_id"] not in wanted][:40]
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
+    all_queries = [json.loads(line) for line in (CISI / "queries.jsonl").read_text().splitlines()]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in all_queries if q["_id"] in chosen))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, pairs in chosen.items() for d, g in pairs))
+    return folder
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SweepConfig:
+    return SweepConfig(name="slice", dataset=cisi_slice(tmp_path / "cisi-slice"), output_dir=tmp_path / "results",
+                       grid={"mode": ["keyword", "hybrid"], "keyword_weight": [0.3]})
+
+
+def test_a_sweep_scores_every_cell_and_a_rerun_recomputes_none(platform, config):
+    first = run(config)
+    assert first["cells"] == 2 and first["reused_cells"] == 0 and first["parallel"]["cells"] == 2
+    labels = {row["label"]: row for row in first["table"]}
+    assert set(labels) == {"keyword keyword_weight=0.3", "hybrid keyword_weight=0.3"}
+    for row in first["table"]:
+        assert 0 < row["measures"]["nDCG@10"] <= 1 and row["latency_ms"]["p50"] > 0
+    assert set(first["best_per_measure"]) == set(config.measures)
+    out = config.output_dir / config.name
+    assert json.loads((out / "sweep.json").read_text())["table"] == first["table"]
+    assert (out / "sweep.png").stat().st_size > 0
+    assert list(work_dir(config).glob("index-*.tar")), "the index snapshot is kept for reruns"
+
+    again = run(config)
+    assert again["reused_cells"] == 2 and "parallel" not in again
+    assert again["table"] == first["table"]
+
+
+def test_the_pareto_front_keeps_cells_nothing_beats_on_both_axes():
+    rows = [{"key": key, "measures": {"nDCG@10": q}, "latency_ms": {"p50": t}}
+            for key, q, t in (("fast", 0.40, 5.0), ("good", 0.46, 20.0), ("worse", 0.40, 25.0), ("tie", 0.46, 20.0))]
+    assert pareto_front(rows, "nDCG@10") == ["fast", "good", "tie"]
