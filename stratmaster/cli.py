@@ -1,7 +1,7 @@
-"""`stratmaster` command line: up, status, token, migrate.
+"""`stratmaster` command line: up, status, token, migrate, evals.
 
 `up` is the only command that touches Ray; it imports the cluster glue lazily so that
-`token`, `status` and `migrate` start instantly and work without a cluster.
+`token`, `status`, `migrate` and `evals` start instantly and work without a cluster.
 """
 
 from __future__ import annotations
@@ -102,6 +102,82 @@ def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return run_migrate_command(args.migrate_args)
 
 
+def _cmd_evals_ir(settings: Settings, args: argparse.Namespace) -> int:
+    from stratmaster.evals.ir_metrics import DEFAULT_MEASURES, evaluate, read_qrels, read_run
+
+    measures = [m for m in (part.strip() for part in args.measures.split(",")) if m] if args.measures \
+        else DEFAULT_MEASURES
+    try:
+        report = evaluate(read_qrels(args.qrels), read_run(args.run_file), measures,
+                          relevance_level=args.relevance_level)
+    except (OSError, ValueError) as exc:  # TrecFormatError is a ValueError naming file and line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_evals_rag(settings: Settings, args: argparse.Namespace) -> int:
+    from stratmaster.evals.datasets import DatasetFormatError
+    from stratmaster.evals.rag_cases import read_rag_cases, score_cases
+    from stratmaster.evals.rag_metrics import SUPPORT_THRESHOLD
+
+    threshold = SUPPORT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0 < threshold <= 1:
+        print(f"error: --threshold must be in (0, 1], got {threshold}", file=sys.stderr)
+        return 2
+    try:
+        cases = read_rag_cases(args.cases)
+    except (OSError, DatasetFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    embed = None
+    if not args.no_relevancy:
+        from stratmaster.knowledge.embedding import AssetError
+        from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+
+        try:
+            embed = OnnxEmbedder(settings.data_dir / "models").embed
+        except AssetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    report = {"cases_file": str(args.cases), **score_cases(cases, embed, threshold)}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_evals_gate(settings: Settings, args: argparse.Namespace) -> int:
+    from stratmaster.evals.gates import (
+        DEFAULT_THRESHOLDS,
+        GateSetError,
+        ThresholdsError,
+        evaluate_gates,
+        format_table,
+        load_thresholds,
+        select_gate_set,
+    )
+
+    thresholds = args.thresholds or DEFAULT_THRESHOLDS
+    try:
+        result = json.loads(Path(args.result).read_text(encoding="utf-8"))
+        name, gates = select_gate_set(load_thresholds(thresholds), result, args.set)
+    except json.JSONDecodeError as exc:
+        print(f"error: {args.result}: not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ThresholdsError, GateSetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = evaluate_gates(gates, result)
+    failed = any(r.failed for r in results)
+    if args.json:
+        print(json.dumps({"result": str(args.result), "thresholds": str(thresholds), "set": name,
+                          "passed": not failed, "gates": [r.as_dict() for r in results]}, indent=2))
+    else:
+        print(f"gate set {name!r} from {thresholds} on {args.result}")
+        print(format_table(results))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratmaster", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="database migrations: upgrade | status | downgrade")
     migrate.add_argument("migrate_args", nargs=argparse.REMAINDER)
     migrate.set_defaults(run=_cmd_migrate)
+
+    evals = commands.add_parser("evals", help="offline evaluation: IR metrics, RAG metrics, quality gates")
+    evals_commands = evals.add_subparsers(dest="evals_command", required=True)
+    ir = evals_commands.add_parser("ir", help="IR metrics of a TREC run against TREC qrels, as JSON")
+    ir.add_argument("--qrels", type=Path, required=True, help="'query_id iteration doc_id relevance' lines")
+    ir.add_argument("--run", dest="run_file", type=Path, required=True,
+                    help="'query_id Q0 doc_id rank score tag' lines")
+    ir.add_argument("--measures", default=None, help="comma-separated, e.g. nDCG@10,MAP@100,P@5 "
+                                                     "(default nDCG@10,MAP@100,Recall@100,MRR@10)")
+    ir.add_argument("--relevance-level", type=int, default=1, help="lowest grade counted relevant (trec_eval -l)")
+    ir.set_defaults(run=_cmd_evals_ir)
+
+    rag = evals_commands.add_parser("rag", help="RAG metrics of JSONL eval cases, per case and mean, as JSON")
+    rag.add_argument("--cases", type=Path, required=True, help="JSONL, a case a line (stratmaster/evals/rag_cases.py)")
+    rag.add_argument("--threshold", type=float, default=None,
+                     help="least content-term coverage that supports a sentence (default 0.6)")
+    rag.add_argument("--no-relevancy", action="store_true", help="skip answer relevancy (no embedding model loaded)")
+    rag.set_defaults(run=_cmd_evals_rag)
+
+    gate = evals_commands.add_parser("gate", help="check a result JSON against metric floors and ceilings; "
+                                                  "exit 1 when a gate fails, 2 on bad input")
+    gate.add_argument("result", type=Path, help="result JSON (benchmark, sweep, `evals rag` output)")
+    gate.add_argument("--thresholds", type=Path, default=None, help="default configs/evals/thresholds.yaml")
+    gate.add_argument("--set", default=None, help="gate set to apply (default: the result's \"kind\" field)")
+    gate.add_argument("--json", action="store_true", help="print the gates as JSON instead of a table")
+    gate.set_defaults(run=_cmd_evals_gate)
     return parser
 
 
