@@ -21,7 +21,6 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import heapq  # noqa: E402
 import itertools  # noqa: E402
 import shutil  # noqa: E402
@@ -34,8 +33,9 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import yaml  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, ValidationError  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
+from pipelines import common  # noqa: E402
 from stratmaster.evals.ir_metrics import DEFAULT_MEASURES  # noqa: E402
 from stratmaster.evals.retrieval_eval import RetrievalSetting, write_json  # noqa: E402
 
@@ -68,48 +68,13 @@ class SweepConfig(BaseModel):
 
 
 def load_config(path: Path) -> SweepConfig:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        config = SweepConfig.model_validate(raw)
-        cells = config.cells()
-    except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(f"{path}: cannot read: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(f"{path}: {problems}") from None
-    if not cells:
+    config = common.load_config(path, SweepConfig)
+    if not config.cells():
         raise SystemExit(f"{path}: the grid has no cell")
-    if not config.dataset.is_absolute():
-        config = config.model_copy(update={"dataset": (path.parent / config.dataset).resolve()
-                                           if (path.parent / config.dataset).exists() else config.dataset.resolve()})
     return config
 
 
 # --- the work (plain functions: a Ray task wraps each, --sequential calls them directly) ----------
-def _embedders(precision: str) -> tuple[Any, Any]:
-    from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
-    from stratmaster.settings import load_settings
-
-    models = load_settings().data_dir / "models"
-    documents = OnnxEmbedder(models, precision=precision)
-    return documents, documents  # the platform embeds queries with the same variant
-
-
-def build_snapshot(dataset_path: str, split: str, chunk_tokens: int | None, precision: str,
-                   cache_file: str) -> dict[str, Any]:
-    """Index the corpus once with this chunk size; the stores as a tar, and how long it took."""
-    from stratmaster.evals.datasets import load_beir
-    from stratmaster.evals.retrieval_eval import build_index, snapshot_index
-    from stratmaster.knowledge.embedding import CachedEmbedder, SqliteEmbeddingCache
-
-    documents, _ = _embedders(precision)
-    embed = CachedEmbedder(documents, SqliteEmbeddingCache(Path(cache_file))).embed
-    with tempfile.TemporaryDirectory(prefix="sweep-index-") as directory:
-        stats = build_index(load_beir(dataset_path, split), Path(directory), embed, chunk_tokens)
-        return {"snapshot": snapshot_index(Path(directory)), "documents": stats.documents, "chunks": stats.chunks,
-                "seconds": stats.seconds}
-
-
 def score_cell(setting_json: str, snapshot: bytes, dataset_path: str, split: str, k: int,
                measures: Sequence[str], precision: str) -> dict[str, Any]:
     """Restore the index, run every judged query with this setting, score the rankings."""
@@ -119,10 +84,10 @@ def score_cell(setting_json: str, snapshot: bytes, dataset_path: str, split: str
     started = time.perf_counter()
     setting = RetrievalSetting.model_validate_json(setting_json)
     dataset = load_beir(dataset_path, split)
-    documents, queries = _embedders(precision)
+    model = common.embedder(precision)
     with tempfile.TemporaryDirectory(prefix="sweep-cell-") as directory:
         restore_index(snapshot, Path(directory))
-        service = open_index(Path(directory), documents.embed, setting, embed_query=queries.embed)
+        service = open_index(Path(directory), model.embed, setting)
         ran = run_queries(service, setting, [(q.id, q.text) for q in dataset.judged_queries()], k)
         for store in service.stores.all():
             getattr(store, "close", lambda: None)()
@@ -188,17 +153,6 @@ def plot(path: Path, rows: list[dict[str, Any]], front: list[str], quality: str)
 
 
 # --- driver -----------------------------------------------------------------------------------
-def _init_ray() -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster
-        ray.init(address="auto", logging_level="WARNING")
-    else:
-        ray.init(address="local", include_dashboard=False, logging_level="WARNING")
-
-
 def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -207,7 +161,7 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
     cache_file = str((work / "embedding-cache.sqlite3").resolve())
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    dataset_key = hashlib.sha256(str(config.dataset.resolve()).encode() + config.split.encode()).hexdigest()[:12]
+    dataset_key = common.dataset_key(config.dataset, config.split)
     cells = config.cells()
     todo = [c for c in cells if not (cells_dir / f"{c.key()}-{dataset_key}.json").exists()]
     result: dict[str, Any] = {"kind": "eval_sweep", "name": config.name,
@@ -223,18 +177,16 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
     if parallel and todo:
         import ray
 
-        _init_ray()
-        build = ray.remote(num_cpus=1)(build_snapshot)
+        common.init_ray()
         cell = ray.remote(num_cpus=1)(score_cell)
         started = time.perf_counter()
         snapshots = {}
         for chunk in chunk_sizes:
-            path = snapshot_path(chunk)
-            if not path.exists():
-                built = ray.get(build.remote(*args, chunk, config.embedding_precision, cache_file))
-                path.write_bytes(built["snapshot"])
-                result.setdefault("indexes", {})[str(chunk)] = {k: v for k, v in built.items() if k != "snapshot"}
-            snapshots[chunk] = ray.put(path.read_bytes())
+            data, built = common.snapshot(snapshot_path(chunk), *args, chunk, config.embedding_precision, cache_file,
+                                          remote=True)
+            if built:
+                result.setdefault("indexes", {})[str(chunk)] = built
+            snapshots[chunk] = ray.put(data)
         indexed = time.perf_counter()
         # Costliest first (more candidates, more modes to fuse), so no long cell is left alone at the end.
         ordered = sorted(todo, key=lambda c: (c.mode != "hybrid", -(c.candidates or 200)))
@@ -261,13 +213,9 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
                               "scheduling_overhead_share": round(scheduling_overhead(finished, submitted_at, slots,
                                                                                      wall), 4)}
     if sequential:
-        started = time.perf_counter()
-        for setting in cells:
-            path = snapshot_path(setting.chunk_tokens)
-            if not path.exists():
-                built = build_snapshot(*args, setting.chunk_tokens, config.embedding_precision, cache_file)
-                path.write_bytes(built["snapshot"])
-        snapshots_bytes = {c: snapshot_path(c).read_bytes() for c in {s.chunk_tokens for s in cells}}
+        snapshots_bytes = {chunk: common.snapshot(snapshot_path(chunk), *args, chunk, config.embedding_precision,
+                                                  cache_file, remote=False)[0]
+                           for chunk in {s.chunk_tokens for s in cells}}
         indexed = time.perf_counter()
         for setting in tqdm(cells, desc=f"sequential {config.name}", unit="cell", file=sys.stderr):
             row = score_cell(setting.model_dump_json(), snapshots_bytes[setting.chunk_tokens], *args, config.k,
@@ -283,7 +231,7 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
              "met": result["speedup"] >= TARGET_SPEEDUP},
             {"measure": "scheduling overhead share", "value": overhead, "target": f"< {TARGET_OVERHEAD}",
              "met": overhead < TARGET_OVERHEAD}]
-    rows = [read_cell(cells_dir / f"{c.key()}-{dataset_key}.json") for c in cells]
+    rows = [common.read_json(cells_dir / f"{c.key()}-{dataset_key}.json") for c in cells]
     rows = [r for r in rows if r is not None]
     if rows:
         result["table"] = [{"key": r["key"], "label": r["label"], "setting": r["setting"], "measures": r["measures"],
@@ -295,19 +243,7 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
 
 
 def work_dir(config: SweepConfig) -> Path:
-    """Index snapshots and the embedding cache: reusable across runs, not results."""
-    from stratmaster.settings import load_settings
-
-    return load_settings().data_dir / "pipelines" / "eval_sweep" / config.name
-
-
-def read_cell(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return common.work_dir("eval_sweep", config.name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,3 +63,22 @@ def test_the_pareto_front_keeps_cells_nothing_beats_on_both_axes():
     rows = [{"key": key, "measures": {"nDCG@10": q}, "latency_ms": {"p50": t}}
             for key, q, t in (("fast", 0.40, 5.0), ("good", 0.46, 20.0), ("worse", 0.40, 25.0), ("tie", 0.46, 20.0))]
     assert pareto_front(rows, "nDCG@10") == ["fast", "good", "tie"]
+
+
+def test_a_retrieval_benchmark_shards_queries_and_a_rerun_reuses_its_shards(platform, tmp_path):
+    from pipelines.retrieval_benchmark import BenchmarkConfig
+    from pipelines.retrieval_benchmark import run as run_benchmark
+
+    config = BenchmarkConfig(name="slice", dataset=cisi_slice(tmp_path / "cisi-slice"), shards=2,
+                             output_dir=tmp_path / "results",
+                             settings={"keyword": {"mode": "keyword"}, "hybrid": {"mode": "hybrid"}})
+    first = run_benchmark(config)
+    assert first["queries"] == 4 and first["shards"] == 2 and first["reused_shards"] == 0
+    assert set(first["results"]) == {"keyword", "hybrid"}
+    assert all(0 < r["measures"]["nDCG@10"] <= 1 and r["queries"] == 4 for r in first["results"].values())
+    per_query = json.loads((config.output_dir / "slice" / "per_query.json").read_text())
+    assert len(per_query["hybrid"]) == 4
+
+    again = run_benchmark(config)
+    assert again["reused_shards"] == 2
+    assert again["results"] == first["results"]

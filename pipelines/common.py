@@ -1,0 +1,108 @@
+"""What every pipeline shares: Ray start-up, embedders, index snapshots, config loading, work folders.
+
+Pipelines run on the machine's local Ray (a fresh `address="local"` cluster) or, inside
+`ray job submit` or with RAY_ADDRESS set, on that cluster. Work that outlives a run but
+is not a result (index snapshots, the embedding cache) goes under
+`STRATMASTER_DATA_DIR/pipelines/<pipeline>/<name>`; results go where the config says.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+import yaml  # noqa: E402
+from pydantic import BaseModel, ValidationError  # noqa: E402
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster
+        ray.init(address="auto", logging_level="WARNING")
+    else:
+        ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+
+
+def load_config(path: Path, model: type[Config]) -> Config:
+    """A YAML config validated by `model`; a relative `dataset` is taken from the file's folder
+    when it exists there, else from the working directory. Errors name the file and field."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        if isinstance(raw, dict) and isinstance(raw.get("dataset"), str) and not Path(raw["dataset"]).is_absolute():
+            beside = path.parent / raw["dataset"]
+            raw["dataset"] = str(beside.resolve() if beside.exists() else Path(raw["dataset"]).resolve())
+        return model.model_validate(raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"{path}: cannot read: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"{path}: {problems}") from None
+
+
+def work_dir(pipeline: str, name: str) -> Path:
+    """Index snapshots and the embedding cache: reusable across runs, not results."""
+    from stratmaster.settings import load_settings
+
+    return load_settings().data_dir / "pipelines" / pipeline / name
+
+
+def dataset_key(dataset: Path, split: str) -> str:
+    return hashlib.sha256(f"{Path(dataset).resolve()}\x00{split}".encode()).hexdigest()[:12]
+
+
+def embedder(precision: str) -> Any:
+    """The knowledge service's model variant (the platform embeds chunks and queries alike)."""
+    from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+    from stratmaster.settings import load_settings
+
+    return OnnxEmbedder(load_settings().data_dir / "models", precision=precision)
+
+
+def build_snapshot(dataset_path: str, split: str, chunk_tokens: int | None, precision: str,
+                   cache_file: str) -> dict[str, Any]:
+    """Index the corpus once with this chunk size; the stores as a tar, and how long it took."""
+    from stratmaster.evals.datasets import load_beir
+    from stratmaster.evals.retrieval_eval import build_index, snapshot_index
+    from stratmaster.knowledge.embedding import CachedEmbedder, SqliteEmbeddingCache
+
+    embed = CachedEmbedder(embedder(precision), SqliteEmbeddingCache(Path(cache_file))).embed
+    with tempfile.TemporaryDirectory(prefix="pipeline-index-") as directory:
+        stats = build_index(load_beir(dataset_path, split), Path(directory), embed, chunk_tokens)
+        return {"snapshot": snapshot_index(Path(directory)), "documents": stats.documents, "chunks": stats.chunks,
+                "seconds": stats.seconds}
+
+
+def snapshot(path: Path, dataset_path: str, split: str, chunk_tokens: int | None, precision: str,
+             cache_file: str, remote: bool) -> tuple[bytes, dict[str, Any] | None]:
+    """The snapshot at `path`, built first (as a Ray task when `remote`) if it is not there."""
+    if path.exists():
+        return path.read_bytes(), None
+    if remote:
+        import ray
+
+        built = ray.get(ray.remote(num_cpus=1)(build_snapshot).remote(dataset_path, split, chunk_tokens, precision,
+                                                                          cache_file))
+    else:
+        built = build_snapshot(dataset_path, split, chunk_tokens, precision, cache_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(built["snapshot"])
+    return built["snapshot"], {k: v for k, v in built.items() if k != "snapshot"}
+
+
+def read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
