@@ -332,6 +332,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="stratmaster-retrieval-bench-"))
     env = platform_env(args, work / "data", http_port, metrics_port)
     result: dict[str, Any] = {
+        "kind": "platform_retrieval_bench",  # the gate set of configs/evals/thresholds.yaml
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_info(),
         "machine": machine_info(),
