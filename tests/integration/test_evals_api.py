@@ -1,0 +1,47 @@
+"""POST /evals/score: one RAG case in the JSONL case format, scored by the evals service."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from deployments.evals import SCORE_EXAMPLE
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def http(platform) -> httpx.Client:
+    with httpx.Client(base_url=platform.base_url, timeout=120) as client:
+        yield client
+
+
+def test_a_supported_cited_answer_scores_full_marks(http, bearer):
+    answer = http.post("/evals/score", json=SCORE_EXAMPLE, headers=bearer)
+    assert answer.status_code == 200, answer.text
+    scored = answer.json()
+    assert scored["faithfulness"] == 1.0
+    assert scored["citation_precision"] == 1.0 and scored["context_recall"] == 1.0
+    assert 0.3 < scored["answer_relevancy"] <= 1.0
+    assert scored["sentences"][0]["supported_by"] == ["c1"]
+
+
+def test_a_changed_number_is_not_supported(http, bearer):
+    case = {**SCORE_EXAMPLE, "answer": "Urban churn fell to 8% after the premium launch [c1]."}
+    scored = http.post("/evals/score", params={"relevancy": "false"}, json=case, headers=bearer).json()
+    assert scored["faithfulness"] == 0.0 and scored["answer_relevancy"] is None
+    assert scored["sentences"][0]["missing_numbers"] == ["8"]
+
+
+def test_a_malformed_case_is_a_422_naming_the_field(http, bearer):
+    case = {key: value for key, value in SCORE_EXAMPLE.items() if key != "question"}
+    answer = http.post("/evals/score", json=case, headers=bearer)
+    assert answer.status_code == 422
+    assert "question" in answer.json()["error"]["message"]
+    cites_unknown = {**SCORE_EXAMPLE, "answer": "Churn fell [c9]."}
+    answer = http.post("/evals/score", json=cites_unknown, headers=bearer)
+    assert answer.status_code == 422 and "c9" in answer.json()["error"]["message"]
+
+
+def test_scoring_needs_a_token(http):
+    assert http.post("/evals/score", json=SCORE_EXAMPLE).status_code == 401
