@@ -129,3 +129,29 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer, nullable=False)
     response_json: Mapped[dict[str, Any]] = mapped_column("response", JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class EvalRun(Base):
+    """A benchmark or sweep the evals service submitted as a Ray job, per tenant.
+
+    `status` follows the job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED); `result` is the
+    pipeline's result JSON once it succeeded, `gates` its gate table from
+    configs/evals/thresholds.yaml.
+    """
+
+    __tablename__ = "eval_runs"
+    __table_args__ = (Index("ix_eval_runs_tenant_created_at", "tenant", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    submission_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    gates: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
