@@ -106,3 +106,10 @@ def read_json(path: Path) -> Any | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def report_progress(folder: Path, phase: str, done: int, total: int) -> None:
+    """`progress.json` in the output folder: what the evals service shows while a run's job runs."""
+    from stratmaster.evals.retrieval_eval import write_json
+
+    write_json(folder / "progress.json", {"phase": phase, "done": done, "total": total})

@@ -179,6 +179,7 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
 
         common.init_ray()
         cell = ray.remote(num_cpus=1)(score_cell)
+        common.report_progress(out, "indexing", len(cells) - len(todo), len(cells))
         started = time.perf_counter()
         snapshots = {}
         for chunk in chunk_sizes:
@@ -203,6 +204,7 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
                 finished.append(row)
                 write_json(cells_dir / f"{row['key']}-{dataset_key}.json", row)
                 bar.update(1)
+                common.report_progress(out, "cells", len(cells) - len(pending), len(cells))
         wall = time.perf_counter() - indexed
         slots = max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 1))))
         result["parallel"] = {"cells": len(todo), "index_seconds": round(indexed - started, 2),
@@ -239,6 +241,7 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
         result.update(summarise(config, rows))
         plot(out / "sweep.png", rows, result["pareto_front_ndcg10_vs_latency"], config.measures[0])
     write_json(out / "sweep.json", result)
+    common.report_progress(out, "done", len(cells), len(cells))
     return result
 
 

@@ -96,6 +96,7 @@ def run(config: BenchmarkConfig) -> dict[str, Any]:
                               "shards": len(shards), "reused_shards": len(shards) - len(todo)}
     started = time.perf_counter()
     if todo:
+        common.report_progress(out, "indexing", len(shards) - len(todo), len(shards))
         common.init_ray()
         cache_file = str((work / "embedding-cache.sqlite3").resolve())
         data, built = common.snapshot(work / f"index-{chunk or 'default'}-{config.embedding_precision}-{key}.tar",
@@ -113,6 +114,7 @@ def run(config: BenchmarkConfig) -> dict[str, Any]:
                 n = pending.pop(done[0])
                 write_json(shard_path[n], ray.get(done[0]))
                 bar.update(1)
+                common.report_progress(out, "shards", len(shards) - len(pending), len(shards))
     result["wall_seconds"] = round(time.perf_counter() - started, 2)
     parts = [common.read_json(path) for path in shard_path]
     per_query: dict[str, Any] = {}
@@ -125,6 +127,7 @@ def run(config: BenchmarkConfig) -> dict[str, Any]:
         result["results"][name] = {"setting": config.settings[name].model_dump(exclude_none=True), **scored}
     write_json(out / "benchmark.json", result)
     write_json(out / "per_query.json", per_query)
+    common.report_progress(out, "done", len(shards), len(shards))
     return result
 
 
