@@ -138,12 +138,15 @@ def plot(path: Path, rows: list[dict[str, Any]], front: list[str], quality: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 5))
+    # Label points by the axes that vary between cells only.
+    varying = [name for name in rows[0]["setting"] if len({str(r["setting"][name]) for r in rows}) > 1]
+    figure, axis = plt.subplots(figsize=(9, 6))
     for row in rows:
         on_front = row["key"] in front
-        axis.scatter(row["latency_ms"]["p50"], row["measures"][quality], color="tab:red" if on_front else "tab:blue")
-        axis.annotate(row["label"].replace("hybrid ", ""), (row["latency_ms"]["p50"], row["measures"][quality]),
-                      fontsize=6, alpha=0.8)
+        point = (row["latency_ms"]["p50"], row["measures"][quality])
+        axis.scatter(*point, color="tab:red" if on_front else "tab:blue")
+        axis.annotate(" ".join(f"{name}={row['setting'][name]}" for name in varying), point, fontsize=7,
+                      alpha=0.8, xytext=(4, 2), textcoords="offset points")
     axis.set_xlabel("in-process search latency p50 (ms)")
     axis.set_ylabel(quality)
     axis.set_title("Sweep cells (red: Pareto front)")
