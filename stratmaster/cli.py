@@ -1,7 +1,7 @@
-"""`stratmaster` command line: up, status, token, migrate, evals.
+"""`stratmaster` command line: up, status, token, migrate, evals, job.
 
-`up` is the only command that touches Ray; it imports the cluster glue lazily so that
-`token`, `status`, `migrate` and `evals` start instantly and work without a cluster.
+`up` and `job` are the only commands that touch Ray; they import the cluster glue lazily so
+that `token`, `status`, `migrate` and `evals` start instantly and work without a cluster.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ import json  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 from stratmaster.settings import ConfigurationError, Settings, load_settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from cluster.jobs import JobsClient
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -178,6 +182,149 @@ def _cmd_evals_gate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# --- job: Ray Jobs on RAY_ADDRESS or the local platform (cluster/jobs.py) ------------------
+JobCommand = Callable[["JobsClient", argparse.Namespace], int]
+
+
+def _job_command(command: JobCommand, check: Callable[[argparse.Namespace], str | None] | None = None,
+                 ) -> Callable[[Settings, argparse.Namespace], int]:
+    """Wrap a job subcommand: 2 on bad arguments or when no cluster is usable, 1 on other job errors."""
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        from cluster.jobs import ClusterUnavailableError, JobClientError, JobsClient, quiet_ray_sdk_logs
+
+        problem = check(args) if check else None
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+        quiet_ray_sdk_logs()
+        try:
+            return command(JobsClient.connect(args.address, settings), args)
+        except ClusterUnavailableError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except JobClientError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def job_entrypoint(words: Sequence[str]) -> str:
+    """The shell command a job runs from the words after `--`: one word is taken as written
+    (it may hold shell syntax), several are quoted as the separate arguments they are."""
+    import shlex
+
+    words = list(words[1:] if words and words[0] == "--" else words)
+    return words[0] if len(words) == 1 else shlex.join(words)
+
+
+def _metadata_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"wants KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _check_submit(args: argparse.Namespace) -> str | None:
+    if not job_entrypoint(args.entrypoint).strip():
+        return "no entrypoint: stratmaster job submit [options] -- COMMAND [ARG...]"
+    if args.working_dir is not None and not args.working_dir.is_dir():
+        return f"--working-dir {str(args.working_dir)!r} is not a directory"
+    return None
+
+
+def _follow_to_end(client: JobsClient, submission_id: str) -> int:
+    """Stream a job's output until it ends; 0 if it succeeded, 1 if it failed or was stopped."""
+    try:
+        for chunk in client.follow_logs(submission_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        # The stream closes as the job ends; its final status lands a moment later.
+        info = client.wait(submission_id, timeout_s=30)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; job {submission_id} keeps running "
+              f"(stratmaster job stop {submission_id})", file=sys.stderr)
+        return 130
+    print(f"job {submission_id} {info.status}: {info.message or ''}".rstrip(), file=sys.stderr)
+    return 0 if info.status == "SUCCEEDED" else 1
+
+
+def _job_submit(client: JobsClient, args: argparse.Namespace) -> int:
+    submission_id = client.submit(job_entrypoint(args.entrypoint), working_dir=args.working_dir,
+                                  submission_id=args.submission_id, metadata=dict(args.metadata))
+    print(submission_id, flush=True)
+    return 0 if args.no_wait else _follow_to_end(client, submission_id)
+
+
+def _job_status(client: JobsClient, args: argparse.Namespace) -> int:
+    print(json.dumps(client.info(args.job_id).to_dict(), indent=2))
+    return 0
+
+
+def _job_logs(client: JobsClient, args: argparse.Namespace) -> int:
+    if args.follow:
+        _follow_to_end(client, args.job_id)
+    else:
+        sys.stdout.write(client.logs(args.job_id, tail=args.tail))
+    return 0
+
+
+def _job_stop(client: JobsClient, args: argparse.Namespace) -> int:
+    if not client.stop(args.job_id):
+        print(f"job {args.job_id} had already ended: {client.status(args.job_id)}")
+    elif args.no_wait:
+        print(f"job {args.job_id} asked to stop")
+    else:
+        print(f"job {args.job_id} {client.wait(args.job_id, timeout_s=args.timeout).status}")
+    return 0
+
+
+def _job_list(client: JobsClient, args: argparse.Namespace) -> int:
+    print(json.dumps([job.to_dict() for job in client.list()], indent=2))
+    return 0
+
+
+def _add_job_commands(commands: argparse._SubParsersAction) -> None:
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--address", default=None,
+                         help="Ray dashboard URL (default: RAY_ADDRESS, else http://127.0.0.1:8265)")
+    job = commands.add_parser("job", help="Ray Jobs on RAY_ADDRESS or the local platform's cluster")
+    job_commands = job.add_subparsers(dest="job_command", required=True)
+
+    submit = job_commands.add_parser(
+        "submit", parents=[cluster], help="submit a command as a Ray job; print its id, follow it to the end",
+        description="Prints the submission id, then follows the job's output; exits 0 if it SUCCEEDED, 1 if it "
+                    "FAILED or was STOPPED, 2 if no cluster answers. One ENTRYPOINT word runs as written (shell "
+                    "syntax allowed); several are quoted as separate arguments.")
+    submit.add_argument("--working-dir", type=Path, default=None, help="folder uploaded as the job's working dir")
+    submit.add_argument("--submission-id", default=None, help="default: generated by Ray")
+    submit.add_argument("--metadata", action="append", default=[], type=_metadata_pair, metavar="KEY=VALUE",
+                        help="repeatable; stored with the job")
+    submit.add_argument("--no-wait", action="store_true", help="print the id and return at once")
+    submit.add_argument("entrypoint", nargs=argparse.REMAINDER, metavar="-- ENTRYPOINT...")
+    submit.set_defaults(run=_job_command(_job_submit, _check_submit))
+
+    status = job_commands.add_parser("status", parents=[cluster], help="a job's status and details, as JSON")
+    status.add_argument("job_id")
+    status.set_defaults(run=_job_command(_job_status))
+
+    logs = job_commands.add_parser("logs", parents=[cluster], help="a job's output so far")
+    logs.add_argument("job_id")
+    how = logs.add_mutually_exclusive_group()
+    how.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+    how.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
+    logs.set_defaults(run=_job_command(_job_logs))
+
+    stop = job_commands.add_parser("stop", parents=[cluster], help="stop a job (SIGTERM, then SIGKILL)")
+    stop.add_argument("job_id")
+    stop.add_argument("--no-wait", action="store_true", help="return once asked, not once stopped")
+    stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to stop")
+    stop.set_defaults(run=_job_command(_job_stop))
+
+    listing = job_commands.add_parser("list", parents=[cluster], help="every job the cluster knows, as JSON")
+    listing.set_defaults(run=_job_command(_job_list))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratmaster", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--set", default=None, help="gate set to apply (default: the result's \"kind\" field)")
     gate.add_argument("--json", action="store_true", help="print the gates as JSON instead of a table")
     gate.set_defaults(run=_cmd_evals_gate)
+
+    _add_job_commands(commands)
     return parser
 
 

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     nebula_address: str | None = Field(None, alias="NEBULA_ADDRESS")
     temporal_address: str | None = Field(None, alias="TEMPORAL_ADDRESS")
 
+    # --- Ray cluster ---------------------------------------------------------------
+    # Where `stratmaster job` sends jobs: the dashboard's HTTP address (http://head:8265);
+    # unset selects the local platform's dashboard. Ray reads this variable too, with a wider
+    # grammar (inside a Ray job it holds the GCS host:port), so every value is accepted here
+    # and cluster/jobs.py says which ones it can use.
+    ray_address: str | None = Field(None, alias="RAY_ADDRESS")
+
     # --- identity ------------------------------------------------------------------
     token_audience: str = Field("stratmaster", alias="STRATMASTER_TOKEN_AUDIENCE")
     token_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600, alias="STRATMASTER_TOKEN_TTL_S")
@@ -93,7 +100,7 @@ class Settings(BaseSettings):
     @field_validator(
         "database_url", "redis_url", "keycloak_url", "keycloak_realm", "keycloak_client_id",
         "minio_endpoint", "minio_access_key", "qdrant_url", "opensearch_url",
-        "nebula_address", "temporal_address", mode="before",
+        "nebula_address", "temporal_address", "ray_address", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
