@@ -82,7 +82,7 @@ def _check_loopback() -> None:
 
 
 def start_platform(settings: Settings, *, config_path: Path | None = None, migrate: bool = True,
-                   dashboard: bool = True, temp_dir: Path | None = None,
+                   dashboard: bool = True, dashboard_port: int | None = None, temp_dir: Path | None = None,
                    timeout_s: float = 180.0) -> LocalPlatform:
     """Start Ray, deploy every Serve application and wait until all answer healthy."""
     config = load_serve_config(config_path or settings.serve_config, settings)
@@ -100,6 +100,7 @@ def start_platform(settings: Settings, *, config_path: Path | None = None, migra
     started = time.monotonic()
     context = ray.init(
         address="local", namespace="serve", include_dashboard=dashboard, dashboard_host="127.0.0.1",
+        **({"dashboard_port": dashboard_port} if dashboard_port else {}),
         _metrics_export_port=settings.metrics_port, _temp_dir=str(temp_dir) if temp_dir else None,
         logging_level=logging.WARNING,
         # Every worker (so every Serve replica) binds its inter-deployment gRPC server to

@@ -27,9 +27,11 @@ Config = TypeVar("Config", bound=BaseModel)
 def init_ray() -> None:
     import ray
 
+    from stratmaster.settings import load_settings
+
     if ray.is_initialized():
         return
-    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster
+    if load_settings().ray_address:  # inside `ray job submit` (Ray sets it), or pointed at a cluster
         ray.init(address="auto", logging_level="WARNING")
     else:
         ray.init(address="local", include_dashboard=False, logging_level="WARNING")

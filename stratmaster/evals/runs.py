@@ -7,10 +7,14 @@ table are stored on the row, so results outlive the job and its output folder.
 
 from __future__ import annotations
 
+import json
+import shlex
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
@@ -88,3 +92,82 @@ class EvalRunRepository:
             connection.execute(update(EvalRun).where(EvalRun.tenant == tenant, EvalRun.id == run_id)
                                .values(**changes, updated_at=datetime.now(UTC)))
 
+
+
+# --- a run's job and files ----------------------------------------------------------------------
+RESULT_FILES = {"retrieval_benchmark": "benchmark.json", "eval_sweep": "sweep.json"}
+
+
+class JobRunner(Protocol):
+    """What the runs need of a job server (cluster.jobs.JobsClient has it)."""
+
+    def submit(self, entrypoint: str, *, submission_id: str | None = None,
+               metadata: dict[str, str] | None = None) -> str: ...
+
+    def status(self, job_id: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run's config and outputs live: `<runs_dir>/<run id>/`."""
+
+    folder: Path
+    name: str
+    kind: str
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.yaml"
+
+    @property
+    def output(self) -> Path:
+        return self.folder / "results"
+
+    @property
+    def result(self) -> Path:
+        return self.output / self.name / RESULT_FILES[self.kind]
+
+    @property
+    def progress(self) -> Path:
+        return self.output / self.name / "progress.json"
+
+
+def entrypoint(python: str, root: Path, kind: str, files: RunFiles) -> str:
+    """The job's shell command: the pipeline module, run from the repository with this interpreter."""
+    return (f"cd {shlex.quote(str(root))} && {shlex.quote(python)} -m pipelines.{kind} "
+            f"--config {shlex.quote(str(files.config))} --output-dir {shlex.quote(str(files.output))}")
+
+
+def refresh(run: EvalRunRecord, runs: EvalRunRepository, jobs: JobRunner, files: RunFiles,
+            gate: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> EvalRunRecord:
+    """Bring a run's row up to date with its job: status, progress, and on success the result and gates."""
+    if run.finished or run.submission_id is None:
+        return run
+    status = jobs.status(run.submission_id)
+    changes: dict[str, Any] = {}
+    progress = _read_json(files.progress)
+    if progress is not None and progress != run.progress:
+        changes["progress"] = progress
+    if status == "SUCCEEDED":
+        result = _read_json(files.result)
+        if result is None:
+            changes.update(status="FAILED", error=f"the job succeeded but wrote no {files.result.name}")
+        else:
+            changes.update(status=status, result=result, gates=gate(result))
+    elif status != run.status:
+        changes["status"] = status
+        if status in ("FAILED", "STOPPED"):
+            changes["error"] = f"the job {status.lower()}; its logs: stratmaster job logs {run.submission_id}"
+    if changes:
+        runs.update(run.tenant, run.id, **changes)
+        found = runs.get(run.tenant, run.id)
+        assert found is not None
+        return found
+    return run
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -7,6 +7,7 @@ the embedded defaults that `make run` uses.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -18,10 +19,18 @@ import pytest
 from stratmaster.identity import LocalIssuer
 
 
+_handed_out: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port, never one handed out before (the OS may offer a released one again)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +52,9 @@ def platform() -> Iterator[object]:
     # Ray's unix socket paths must stay short: a short temp dir of our own.
     ray_dir = Path(tempfile.mkdtemp(prefix="smray", dir="/tmp"))
     try:
-        running = start_platform(load_settings(), dashboard=False, temp_dir=ray_dir, timeout_s=240)
+        # With the dashboard: the evals service submits runs to its job server.
+        running = start_platform(load_settings(), dashboard=True, dashboard_port=_free_port(), temp_dir=ray_dir,
+                                 timeout_s=240)
     finally:
         # Ray's processes took their environment at start; other tests must not see ours.
         for name, value in saved.items():
@@ -67,3 +78,31 @@ def issuer(platform) -> LocalIssuer:
 @pytest.fixture(scope="session")
 def bearer(issuer) -> dict[str, str]:
     return {"Authorization": f"Bearer {issuer.issue('it-analyst', 'acme', ('analyst',), 3600)}"}
+
+
+CISI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cisi"
+
+def make_cisi_slice(folder: Path, queries: int = 4) -> Path:
+    """The first judged queries and the documents they judge, plus 40 others, in BEIR form."""
+    lines = (CISI / "qrels" / "test.tsv").read_text().splitlines()
+    qrels: dict[str, list[tuple[str, str]]] = {}
+    for line in lines[1:]:
+        query, doc, grade = line.split("\t")
+        qrels.setdefault(query, []).append((doc, grade))
+    chosen = dict(list(qrels.items())[:queries])
+    wanted = {doc for pairs in chosen.values() for doc, _ in pairs}
+    corpus = [json.loads(line) for line in (CISI / "corpus.jsonl").read_text().splitlines()]
+    kept = [d for d in corpus if d["_id"] in wanted] + [d for d in corpus if d["_id"] not in wanted][:40]
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
+    all_queries = [json.loads(line) for line in (CISI / "queries.jsonl").read_text().splitlines()]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in all_queries if q["_id"] in chosen))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, pairs in chosen.items() for d, g in pairs))
+    return folder
+
+
+@pytest.fixture
+def cisi_slice(tmp_path: Path) -> Path:
+    """A small BEIR dataset cut from CISI: 4 judged queries, their documents and 40 others."""
+    return make_cisi_slice(tmp_path / "cisi-slice")

@@ -10,34 +10,12 @@ import pytest
 
 from pipelines.eval_sweep import SweepConfig, pareto_front, run, work_dir
 
-CISI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cisi"
-
 pytestmark = pytest.mark.cluster
 
 
-def cisi_slice(folder: Path, queries: int = 4) -> Path:
-    """The first judged queries and the documents they judge, plus 40 others, in BEIR form."""
-    lines = (CISI / "qrels" / "test.tsv").read_text().splitlines()
-    qrels: dict[str, list[tuple[str, str]]] = {}
-    for line in lines[1:]:
-        query, doc, grade = line.split("\t")
-        qrels.setdefault(query, []).append((doc, grade))
-    chosen = dict(list(qrels.items())[:queries])
-    wanted = {doc for pairs in chosen.values() for doc, _ in pairs}
-    corpus = [json.loads(line) for line in (CISI / "corpus.jsonl").read_text().splitlines()]
-    kept = [d for d in corpus if d["_id"] in wanted] + [d for d in corpus if d["_id"] not in wanted][:40]
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
-    all_queries = [json.loads(line) for line in (CISI / "queries.jsonl").read_text().splitlines()]
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in all_queries if q["_id"] in chosen))
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, pairs in chosen.items() for d, g in pairs))
-    return folder
-
-
 @pytest.fixture
-def config(tmp_path: Path) -> SweepConfig:
-    return SweepConfig(name="slice", dataset=cisi_slice(tmp_path / "cisi-slice"), output_dir=tmp_path / "results",
+def config(tmp_path: Path, cisi_slice: Path) -> SweepConfig:
+    return SweepConfig(name="slice", dataset=cisi_slice, output_dir=tmp_path / "results",
                        grid={"mode": ["keyword", "hybrid"], "keyword_weight": [0.3]})
 
 
@@ -65,11 +43,11 @@ def test_the_pareto_front_keeps_cells_nothing_beats_on_both_axes():
     assert pareto_front(rows, "nDCG@10") == ["fast", "good", "tie"]
 
 
-def test_a_retrieval_benchmark_shards_queries_and_a_rerun_reuses_its_shards(platform, tmp_path):
+def test_a_retrieval_benchmark_shards_queries_and_a_rerun_reuses_its_shards(platform, tmp_path, cisi_slice):
     from pipelines.retrieval_benchmark import BenchmarkConfig
     from pipelines.retrieval_benchmark import run as run_benchmark
 
-    config = BenchmarkConfig(name="slice", dataset=cisi_slice(tmp_path / "cisi-slice"), shards=2,
+    config = BenchmarkConfig(name="slice", dataset=cisi_slice, shards=2,
                              output_dir=tmp_path / "results",
                              settings={"keyword": {"mode": "keyword"}, "hybrid": {"mode": "hybrid"}})
     first = run_benchmark(config)
