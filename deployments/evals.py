@@ -31,6 +31,7 @@ from deployments.service import ServiceIngress, service_api
 from stratmaster.db.engine import create_db_engine
 from stratmaster.evals.runs import EvalRunRecord, EvalRunRepository, RunFiles, entrypoint, refresh
 from stratmaster.identity import Principal
+from stratmaster.settings import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,7 @@ def evals_api(service: str, description: str) -> FastAPI:
         try:
             config = _config_model(body.kind).model_validate({**body.config, "output_dir": "results"})
         except ValidationError as exc:
-            problems = "; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise APIError(422, "invalid_config", problems) from None
+            raise APIError(422, "invalid_config", describe_validation_error(exc, "config.")) from None
         dataset = Path(config.dataset)  # type: ignore[attr-defined]
         if not dataset.is_absolute():
             dataset = (ROOT / dataset).resolve()

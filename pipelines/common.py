@@ -18,10 +18,25 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, TypeVar  # noqa: E402
 
-import yaml  # noqa: E402
-from pydantic import BaseModel, ValidationError  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from stratmaster.evals.ir_metrics import DEFAULT_MEASURES  # noqa: E402
+from stratmaster.settings import ConfigurationError, load_yaml_model  # noqa: E402
 
 Config = TypeVar("Config", bound=BaseModel)
+
+
+class PipelineConfig(BaseModel):
+    """What every retrieval pipeline's config names: which run, on which dataset, measured how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    dataset: Path
+    split: str = "test"
+    k: int = Field(100, ge=1, le=100)
+    measures: list[str] = list(DEFAULT_MEASURES)
+    embedding_precision: str = Field("int8", pattern="^(fp32|int8)$")
 
 
 def init_ray() -> None:
@@ -40,17 +55,17 @@ def init_ray() -> None:
 def load_config(path: Path, model: type[Config]) -> Config:
     """A YAML config validated by `model`; a relative `dataset` is taken from the file's folder
     when it exists there, else from the working directory. Errors name the file and field."""
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
+
+    def resolve_dataset(raw: Any) -> Any:
         if isinstance(raw, dict) and isinstance(raw.get("dataset"), str) and not Path(raw["dataset"]).is_absolute():
             beside = path.parent / raw["dataset"]
             raw["dataset"] = str(beside.resolve() if beside.exists() else Path(raw["dataset"]).resolve())
-        return model.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(f"{path}: cannot read: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(f"{path}: {problems}") from None
+        return raw
+
+    try:
+        return load_yaml_model(path, model, prepare=resolve_dataset)
+    except ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def work_dir(pipeline: str, name: str) -> Path:

@@ -33,10 +33,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import yaml  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from pipelines import common  # noqa: E402
-from stratmaster.evals.ir_metrics import DEFAULT_MEASURES  # noqa: E402
 from stratmaster.evals.retrieval_eval import RetrievalSetting, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +43,7 @@ TARGET_SPEEDUP = 1.7
 TARGET_OVERHEAD = 0.05
 
 
-class SweepConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    dataset: Path
-    split: str = "test"
-    k: int = Field(100, ge=1, le=100)
-    measures: list[str] = list(DEFAULT_MEASURES)
-    embedding_precision: str = Field("int8", pattern="^(fp32|int8)$")
+class SweepConfig(common.PipelineConfig):
     grid: dict[str, list[Any]]
     output_dir: Path = Path("bench/results/sweeps")
 

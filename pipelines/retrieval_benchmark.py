@@ -28,23 +28,14 @@ from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import Field  # noqa: E402
 
 from pipelines import common  # noqa: E402
-from stratmaster.evals.ir_metrics import DEFAULT_MEASURES  # noqa: E402
 from stratmaster.evals.retrieval_eval import RetrievalSetting, write_json  # noqa: E402
 
 
-class BenchmarkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    dataset: Path
-    split: str = "test"
-    k: int = Field(100, ge=1, le=100)
+class BenchmarkConfig(common.PipelineConfig):
     shards: int = Field(4, ge=1, le=256)
-    measures: list[str] = list(DEFAULT_MEASURES)
-    embedding_precision: str = Field("int8", pattern="^(fp32|int8)$")
     settings: dict[str, RetrievalSetting] = Field(min_length=1)
     output_dir: Path = Path("bench/results/benchmarks")
 

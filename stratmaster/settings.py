@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, computed_field, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, computed_field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -247,3 +249,22 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """`loc.path: message` for every problem, joined: an error a person can act on."""
+    return "; ".join(f"{prefix}{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def load_yaml_model(path: Path, model: type[_Model], prepare: Callable[[Any], Any] | None = None) -> _Model:
+    """A YAML file validated by a pydantic model; ConfigurationError naming the file and each field."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return model.model_validate(prepare(raw) if prepare else raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigurationError(f"{path}: {describe_validation_error(exc)}") from None

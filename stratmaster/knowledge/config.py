@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from stratmaster.settings import ConfigurationError
+from stratmaster.settings import load_yaml_model
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "knowledge.yaml"
 
@@ -54,11 +53,4 @@ class KnowledgeConfig(_Strict):
 
 
 def load_knowledge_config(path: Path = DEFAULT_PATH) -> KnowledgeConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        return KnowledgeConfig.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"{path}: cannot read: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"{path}: {problems}") from None
+    return load_yaml_model(path, KnowledgeConfig)

@@ -18,7 +18,6 @@ import pytest
 
 from stratmaster.identity import LocalIssuer
 
-
 _handed_out: set[int] = set()
 
 
