@@ -9,7 +9,14 @@ tenant's `list` can never reach another's objects.
 Metadata keys are lowercase ASCII (`[a-z0-9][a-z0-9-]*`) because S3 sends them as HTTP
 header names, which are case-insensitive; values are any non-empty text (the S3 adapter
 percent-encodes them, since header values must be ASCII; S3 drops empty ones). The `stratmaster-` prefix is
-reserved for what the stores record themselves (the SHA-256 of the content).
+reserved for what the stores record themselves (the SHA-256 of the content, the codec, the original size).
+
+Compression (`ObjectCodec`): each object is stored with a codec recorded beside it ("identity" or
+"zstd"; the folder store's sidecar, the S3 user metadata `x-amz-meta-stratmaster-codec`), and
+`get` decodes transparently. The rule, unless `put(compress=...)` overrides it: zstd when the
+data has at least `min_bytes` (1 KiB) and the frame saves at least `min_saving` (10%) of it,
+else identity. Objects written before codecs existed have no codec recorded and read as identity.
+`size` and `sha256` always describe the original bytes; `stored_size` what the storage holds.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import urllib3
+import zstandard
 from minio import Minio
 from minio.error import MinioException, S3Error
 
@@ -41,9 +50,16 @@ from stratmaster.stores.protocols import ObjectInfo, ObjectNotFound, ObjectStore
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 RESERVED_METADATA_PREFIX = "stratmaster-"
 SHA256_METADATA_KEY = RESERVED_METADATA_PREFIX + "sha256"
+CODEC_METADATA_KEY = RESERVED_METADATA_PREFIX + "codec"
+SIZE_METADATA_KEY = RESERVED_METADATA_PREFIX + "size"  # the original size of an encoded object
+IDENTITY = "identity"
+ZSTD = "zstd"
+CODECS = (IDENTITY, ZSTD)
+STALE_TEMP_SECONDS = 3600  # a folder store's temporary file this old is a crashed write's
 MAX_KEY_BYTES = 900  # S3 allows 1024 for the whole name, which also carries "<tenant>/"
 MAX_SEGMENT_BYTES = 255  # a file name on ext4/xfs/apfs
-MAX_METADATA_BYTES = 2000  # S3 caps user metadata at 2 KiB of headers
+# S3 caps user metadata at 2 KiB (keys + values); ~130 bytes go to the stratmaster- keys.
+MAX_METADATA_BYTES = 1900
 
 # A superset of identity's tenant ids ([a-z0-9_-]{1,64}); never ".", ".." or a dot-folder.
 _TENANT_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
@@ -131,6 +147,74 @@ def _encode_metadata_value(value: str) -> str:
 
 
 
+# --- codecs -------------------------------------------------------------------------------------
+# A zstd skippable frame (magic 0x184D2A50, then the payload's length) naming us, in front of
+# every zstd payload: `zstd -d` still reads the file, and a folder store whose sidecar was lost
+# in a crash can tell its own compressed data from an uploaded .zst file stored as is.
+_MARKER_PAYLOAD = b"stratmaster-codec:zstd"
+ZSTD_MARKER = b"\x50\x2a\x4d\x18" + len(_MARKER_PAYLOAD).to_bytes(4, "little") + _MARKER_PAYLOAD
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCodec:
+    """How a store encodes what it writes (every store decodes every codec, whatever its rule).
+
+    `put(compress=None)` applies the rule: zstd at `level` when the data has at least
+    `min_bytes` and the stored payload is at least `min_saving` smaller, else identity.
+    `compress=True` stores zstd regardless, `compress=False` identity.
+    """
+
+    level: int = 3
+    min_bytes: int = 1024
+    min_saving: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.level <= 22:
+            raise ValueError(f"zstd level must be 1-22, got {self.level}")
+        if self.min_bytes < 0 or not 0.0 <= self.min_saving < 1.0:
+            raise ValueError("min_bytes must be >= 0 and min_saving in [0, 1)")
+
+    def encode(self, data: bytes, compress: bool | None = None) -> tuple[bytes, str]:
+        """(stored payload, codec) for these original bytes."""
+        if compress is False or (compress is None and len(data) < self.min_bytes):
+            return data, IDENTITY
+        payload = ZSTD_MARKER + zstandard.ZstdCompressor(level=self.level, write_content_size=True).compress(data)
+        if compress is None and len(payload) > len(data) * (1.0 - self.min_saving):
+            return data, IDENTITY
+        return payload, ZSTD
+
+    @staticmethod
+    def decode(payload: bytes, codec: str, size: int | None = None) -> bytes:
+        """The original bytes; ValueError when the payload is not what `codec` says (or not `size` long)."""
+        if codec == IDENTITY:
+            data = payload
+        elif codec == ZSTD:
+            if not payload.startswith(ZSTD_MARKER):
+                raise ValueError("zstd payload lacks the stratmaster frame marker")
+            frame = payload[len(ZSTD_MARKER):]
+            try:
+                # Checked before decompressing: a frame claiming more than the record is not ours to inflate.
+                if size is not None and zstandard.frame_content_size(frame) != size:
+                    raise ValueError(f"the zstd frame holds {zstandard.frame_content_size(frame)} bytes, "
+                                     f"the object records {size}")
+                data = zstandard.ZstdDecompressor().decompress(frame)
+            except zstandard.ZstdError as exc:
+                raise ValueError(f"corrupt zstd payload: {exc}") from exc
+        else:
+            raise ValueError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
+        if size is not None and len(data) != size:
+            raise ValueError(f"decoded {len(data)} bytes, the object records {size}")
+        return data
+
+    @staticmethod
+    def sniff(payload: bytes) -> str:
+        """The codec of a payload whose record is lost: zstd only if it carries our marker."""
+        return ZSTD if payload.startswith(ZSTD_MARKER) else IDENTITY
+
+
+DEFAULT_CODEC = ObjectCodec()
+
+
 # --- embedded: a local folder ----------------------------------------------------------------
 class LocalFolderObjectStore:
     """Objects as plain files: `<root>/<tenant>/<key>`, metadata in `<root>/.meta/<tenant>/<key>`.
@@ -145,15 +229,22 @@ class LocalFolderObjectStore:
     `a/b` cannot be stored (and the other way round); `put` raises ValueError. Emptied
     folders are removed on delete, so the name frees up again.
 
+    Compressed objects are zstd files at the same path (a skippable frame marks them as ours);
+    the sidecar records `codec` and `stored_size` besides the original `size` and `sha256`. A
+    sidecar without `codec` (written before codecs existed) describes an identity object.
+
     Like every embedded store it belongs to one process; a lock serialises this process's
-    writers.
+    writers, and readers take it too, so data and sidecar always come from the same put.
+    Other processes may write other keys meanwhile (the compress_corpus pipeline's tasks do):
+    their temporary files carry their pid, and `close` leaves them alone.
     """
 
     backend = "local-folder"
     embedded = True
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, codec: ObjectCodec = DEFAULT_CODEC) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.codec = codec
         self._meta_root = self.root / ".meta"
         self._tmp_root = self.root / ".tmp"
         self._lock = threading.Lock()
@@ -169,7 +260,7 @@ class LocalFolderObjectStore:
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp_root, prefix="put-", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp_root, prefix=f"put-{os.getpid()}-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(data)
@@ -195,19 +286,22 @@ class LocalFolderObjectStore:
 
     # ObjectStore
     def put(self, tenant: str, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-            metadata: dict[str, str] | None = None) -> ObjectInfo:
+            metadata: dict[str, str] | None = None, compress: bool | None = None) -> ObjectInfo:
         path = self._data_path(tenant, key)
         data = _check_data(data)
         content_type = validate_content_type(content_type)
         metadata = validate_metadata(metadata)
+        payload, codec = self.codec.encode(data, compress)
         info = ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                          content_type=content_type, modified_at=datetime.now(UTC), metadata=metadata)
+                          content_type=content_type, modified_at=datetime.now(UTC), metadata=metadata,
+                          codec=codec, stored_size=len(payload))
         sidecar = json.dumps({"size": info.size, "sha256": info.sha256, "content_type": content_type,
-                              "modified_at": info.modified_at.isoformat(), "metadata": metadata}).encode()
+                              "modified_at": info.modified_at.isoformat(), "metadata": metadata,
+                              "codec": codec, "stored_size": info.stored_size}).encode()
         try:
             with self._lock:
                 self._check_no_conflict(tenant, key)
-                self._write_atomically(path, data)
+                self._write_atomically(path, payload)
                 self._write_atomically(self._meta_path(tenant, key), sidecar)
         except OSError as exc:
             raise StoreError(f"local object store {self.root}: writing {tenant}/{key} failed: {exc}") from exc
@@ -216,11 +310,30 @@ class LocalFolderObjectStore:
     def get(self, tenant: str, key: str) -> bytes:
         path = self._data_path(tenant, key)
         try:
-            return path.read_bytes()
+            with self._lock:  # data and sidecar from the same put
+                payload = path.read_bytes()
+                sidecar = self._sidecar(tenant, key, len(payload))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(f"{tenant}/{key}") from None
         except OSError as exc:
             raise StoreError(f"local object store {self.root}: reading {tenant}/{key} failed: {exc}") from exc
+        try:
+            if sidecar is None:
+                return _decode_unrecorded(payload)[0]
+            return ObjectCodec.decode(payload, sidecar.get("codec", IDENTITY), sidecar["size"])
+        except ValueError as exc:
+            raise StoreError(f"local object store {self.root}: decoding {tenant}/{key} failed: {exc}") from exc
+
+    def _sidecar(self, tenant: str, key: str, stored_size: int) -> dict | None:
+        """The sidecar of the data now on disk, or None (missing, unreadable or of another put)."""
+        try:
+            sidecar = json.loads(self._meta_path(tenant, key).read_bytes())
+            recorded = sidecar.get("stored_size", sidecar["size"])  # no stored_size: written before codecs
+            if not isinstance(sidecar["size"], int) or recorded != stored_size:
+                return None  # stale
+            return sidecar
+        except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError, AttributeError):
+            return None
 
     def stat(self, tenant: str, key: str) -> ObjectInfo | None:
         path = self._data_path(tenant, key)
@@ -233,20 +346,26 @@ class LocalFolderObjectStore:
     def _info(self, tenant: str, key: str, path: Path) -> ObjectInfo | None:
         if not path.is_file():
             return None
+        stored_size = path.stat().st_size
+        sidecar = self._sidecar(tenant, key, stored_size)
         try:
-            sidecar = json.loads(self._meta_path(tenant, key).read_bytes())
-            if sidecar["size"] != path.stat().st_size:
-                raise ValueError("sidecar is stale")
-            return ObjectInfo(key=key, size=sidecar["size"], sha256=sidecar["sha256"],
-                              content_type=sidecar["content_type"],
-                              modified_at=datetime.fromisoformat(sidecar["modified_at"]),
-                              metadata=dict(sidecar["metadata"]))
-        except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, TypeError):
-            # No usable sidecar (a crash between the two renames): describe the data itself.
-            data = path.read_bytes()
-            return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                              content_type=DEFAULT_CONTENT_TYPE,
-                              modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC))
+            if sidecar is not None:
+                codec = sidecar.get("codec", IDENTITY)
+                if codec not in CODECS:
+                    raise ValueError(f"unknown codec {codec!r}")
+                return ObjectInfo(key=key, size=sidecar["size"], sha256=sidecar["sha256"],
+                                  content_type=sidecar["content_type"],
+                                  modified_at=datetime.fromisoformat(sidecar["modified_at"]),
+                                  metadata=dict(sidecar["metadata"]), codec=codec, stored_size=stored_size)
+        except (ValueError, KeyError, TypeError):
+            pass
+        # No usable sidecar (a crash between the two renames): describe the data itself.
+        payload = path.read_bytes()
+        data, codec = _decode_unrecorded(payload)
+        return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                          content_type=DEFAULT_CONTENT_TYPE,
+                          modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+                          codec=codec, stored_size=len(payload))
 
     def delete(self, tenant: str, key: str) -> bool:
         path = self._data_path(tenant, key)
@@ -298,10 +417,29 @@ class LocalFolderObjectStore:
         return probed("objects", self.backend, self.embedded, started)
 
     def close(self) -> None:
-        """Nothing is held open; leftover temporary files of crashed writes are removed."""
+        """Nothing is held open; leftover temporary files of crashed writes are removed: this
+        process's, and any older than an hour. Another process's write in flight is left alone
+        (batch pipelines' tasks open the same folder in several processes)."""
+        now, mine = time.time(), f"put-{os.getpid()}-"
         with self._lock:
-            shutil.rmtree(self._tmp_root, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                for leftover in list(self._tmp_root.iterdir()):
+                    with contextlib.suppress(OSError):
+                        if leftover.name.startswith(mine) or now - leftover.lstat().st_mtime > STALE_TEMP_SECONDS:
+                            if leftover.is_dir() and not leftover.is_symlink():
+                                shutil.rmtree(leftover, ignore_errors=True)
+                            else:
+                                leftover.unlink()
             self._tmp_root.mkdir(parents=True, exist_ok=True)
+
+
+def _decode_unrecorded(payload: bytes) -> tuple[bytes, str]:
+    """Data whose sidecar is missing or stale: zstd if it carries our marker and decodes, else as is."""
+    codec = ObjectCodec.sniff(payload)
+    try:
+        return ObjectCodec.decode(payload, codec), codec
+    except ValueError:
+        return payload, IDENTITY
 
 
 def _walk_files(start: Path) -> Iterator[Path]:
@@ -320,6 +458,8 @@ class S3ObjectStore:
     `stat` is one HEAD request. S3 listings carry no user metadata, so `list` issues a
     HEAD per object (a few in parallel): fine for a tenant's documents, not for millions.
     `delete` is a HEAD then a DELETE, because S3 deletes report success either way.
+    Encoded objects carry `x-amz-meta-stratmaster-codec` and `-size` (the original size); an
+    object without them (written before codecs existed, or by another tool) is identity.
 
     Timeouts are short (connect 3 s, read 30 s) with two retries on connection errors and
     5xx answers, so an unreachable server fails a request in seconds, not minutes. Every
@@ -332,9 +472,11 @@ class S3ObjectStore:
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str = "stratmaster",
                  secure: bool | None = None, region: str = "us-east-1",
-                 connect_timeout_s: float = 3.0, read_timeout_s: float = 30.0) -> None:
+                 connect_timeout_s: float = 3.0, read_timeout_s: float = 30.0,
+                 codec: ObjectCodec = DEFAULT_CODEC) -> None:
         host, scheme_secure = _split_endpoint(endpoint)
         self.endpoint = host
+        self.codec = codec
         self.bucket = bucket
         self.secure = scheme_secure if secure is None else secure
         self.location = f"{'https' if self.secure else 'http'}://{host}/{bucket}"
@@ -381,18 +523,21 @@ class S3ObjectStore:
         return f"{validate_tenant(tenant)}/{validate_key(key)}"
 
     def put(self, tenant: str, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-            metadata: dict[str, str] | None = None) -> ObjectInfo:
+            metadata: dict[str, str] | None = None, compress: bool | None = None) -> ObjectInfo:
         name = self._name(tenant, key)
         data = _check_data(data)
         content_type = validate_content_type(content_type)
         metadata = validate_metadata(metadata)
         sha256 = hashlib.sha256(data).hexdigest()
+        payload, codec = self.codec.encode(data, compress)
         # Explicit x-amz-meta- names: the client would send e.g. "content-language" as a plain header.
         headers = {"x-amz-meta-" + name_: _encode_metadata_value(value) for name_, value in metadata.items()}
         headers["x-amz-meta-" + SHA256_METADATA_KEY] = sha256
+        headers["x-amz-meta-" + CODEC_METADATA_KEY] = codec
+        headers["x-amz-meta-" + SIZE_METADATA_KEY] = str(len(data))
         self._ensure_bucket()
         try:
-            self._client.put_object(self.bucket, name, io.BytesIO(data), len(data),
+            self._client.put_object(self.bucket, name, io.BytesIO(payload), len(payload),
                                     content_type=content_type, metadata=headers)
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._error(f"PUT {name}", exc) from exc
@@ -407,7 +552,9 @@ class S3ObjectStore:
         response = None
         try:
             response = self._client.get_object(self.bucket, name)
-            return response.read()
+            payload = response.read()
+            codec = response.headers.get("x-amz-meta-" + CODEC_METADATA_KEY, IDENTITY)
+            size = response.headers.get("x-amz-meta-" + SIZE_METADATA_KEY)
         except S3Error as exc:
             if exc.code in _NOT_FOUND_CODES:
                 raise ObjectNotFound(f"{tenant}/{key}") from None
@@ -418,6 +565,10 @@ class S3ObjectStore:
             if response is not None:
                 response.close()
                 response.release_conn()
+        try:
+            return ObjectCodec.decode(payload, codec, int(size) if size and size.isdigit() else None)
+        except ValueError as exc:
+            raise StoreError(f"S3 object store {self.location}: decoding {name} failed: {exc}") from exc
 
     def stat(self, tenant: str, key: str) -> ObjectInfo | None:
         name = self._name(tenant, key)
@@ -439,11 +590,15 @@ class S3ObjectStore:
             if lowered.startswith("x-amz-meta-"):
                 user[lowered.removeprefix("x-amz-meta-")] = value
         sha256 = user.pop(SHA256_METADATA_KEY, "")
+        codec = user.pop(CODEC_METADATA_KEY, IDENTITY)  # none recorded: written before codecs
+        recorded_size = user.pop(SIZE_METADATA_KEY, "")
+        stored_size = obj.size or 0
+        size = int(recorded_size) if codec != IDENTITY and recorded_size.isdigit() else stored_size
         metadata = {k: unquote(v) for k, v in user.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
         modified_at = obj.last_modified or datetime.now(UTC)
-        return ObjectInfo(key=key, size=obj.size or 0, sha256=sha256,
+        return ObjectInfo(key=key, size=size, sha256=sha256,
                           content_type=obj.content_type or DEFAULT_CONTENT_TYPE,
-                          modified_at=modified_at, metadata=metadata)
+                          modified_at=modified_at, metadata=metadata, codec=codec, stored_size=stored_size)
 
     def delete(self, tenant: str, key: str) -> bool:
         name = self._name(tenant, key)
@@ -507,15 +662,15 @@ def _split_endpoint(endpoint: str) -> tuple[str, bool]:
     return parts.netloc, parts.scheme == "https"
 
 
-def create_object_store(settings: Settings) -> ObjectStore:
-    """S3 when MINIO_ENDPOINT is set, else a folder under the data dir."""
+def create_object_store(settings: Settings, codec: ObjectCodec = DEFAULT_CODEC) -> ObjectStore:
+    """S3 when MINIO_ENDPOINT is set, else a folder under the data dir; `codec` is the write rule."""
     if settings.minio_endpoint:
         secret = settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else ""
-        return S3ObjectStore(settings.minio_endpoint, settings.minio_access_key or "", secret)
-    return LocalFolderObjectStore(settings.data_dir / "objects")
+        return S3ObjectStore(settings.minio_endpoint, settings.minio_access_key or "", secret, codec=codec)
+    return LocalFolderObjectStore(settings.data_dir / "objects", codec=codec)
 
 
 __all__ = [
-    "LocalFolderObjectStore", "S3ObjectStore", "create_object_store",
+    "IDENTITY", "ZSTD", "LocalFolderObjectStore", "ObjectCodec", "S3ObjectStore", "create_object_store",
     "validate_key", "validate_metadata", "validate_prefix", "validate_tenant",
 ]

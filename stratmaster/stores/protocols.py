@@ -171,12 +171,25 @@ class GraphStore(Protocol):
 # --- objects ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
+    """An object as `get` returns it: `size` and `sha256` describe the original bytes.
+
+    `codec` says how the bytes are stored ("identity": as they are; "zstd": one zstd frame)
+    and `stored_size` how many bytes that takes (the original size unless compressed).
+    Objects written before codecs existed read as "identity".
+    """
+
     key: str
     size: int
     sha256: str
     content_type: str
     modified_at: datetime
     metadata: dict[str, str] = field(default_factory=dict)
+    codec: str = "identity"
+    stored_size: int | None = None  # None: the same as `size`
+
+    def __post_init__(self) -> None:
+        if self.stored_size is None:
+            object.__setattr__(self, "stored_size", self.size)
 
 
 @runtime_checkable
@@ -185,10 +198,12 @@ class ObjectStore(Protocol):
     embedded: bool
 
     def put(self, tenant: str, key: str, data: bytes, content_type: str = "application/octet-stream",
-            metadata: dict[str, str] | None = None) -> ObjectInfo: ...
+            metadata: dict[str, str] | None = None, compress: bool | None = None) -> ObjectInfo:
+        """Store `data` under the key. `compress`: None lets the store's codec rule decide
+        (zstd when large enough and worth it), True always stores zstd, False stores as is."""
 
     def get(self, tenant: str, key: str) -> bytes:
-        """Raises ObjectNotFound."""
+        """The original bytes, whatever the codec. Raises ObjectNotFound."""
 
     def stat(self, tenant: str, key: str) -> ObjectInfo | None: ...
 

@@ -9,6 +9,8 @@ bucket of its own per run and removes it afterwards.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import threading
 import time
@@ -18,10 +20,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import zstandard
 from minio import Minio
 
 from stratmaster.settings import Settings
-from stratmaster.stores.objects import LocalFolderObjectStore, S3ObjectStore, create_object_store
+from stratmaster.stores.objects import (
+    ZSTD_MARKER,
+    LocalFolderObjectStore,
+    ObjectCodec,
+    S3ObjectStore,
+    create_object_store,
+)
 from stratmaster.stores.protocols import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
 
 ACME = "acme"
@@ -32,6 +41,9 @@ BAD_KEYS = [
     "a\\..\\b", "a\x00b", "line\nbreak", "x" * 300,
 ]
 BAD_TENANTS = ["", "..", ".", "../other", "a/b", ".hidden", ".meta", "a" * 65, "sp ace", "Ü"]
+# ~40 KiB of repetitive prose: compresses well, well above the 1 KiB threshold.
+TEXT = b"".join(f"Paragraph {i}: the strategy review weighs market share, margins and risk.\n".encode()
+                for i in range(500))
 
 
 def sha256(data: bytes) -> str:
@@ -252,6 +264,73 @@ class ObjectStoreConformance:
             store.put(ACME, key, key.encode())
             assert store.get(ACME, key) == key.encode()
 
+    # --- codecs ------------------------------------------------------------------------------
+    def write_legacy(self, store: ObjectStore, tenant: str, key: str, data: bytes, content_type: str,
+                     metadata: dict[str, str]) -> None:
+        """Store an object the way this implementation did before codecs existed."""
+        raise NotImplementedError
+
+    def test_large_text_is_stored_zstd(self, store: ObjectStore) -> None:
+        info = store.put(ACME, "text/report.txt", TEXT, content_type="text/plain", metadata={"lang": "en"})
+        assert (info.codec, info.size, info.sha256) == ("zstd", len(TEXT), sha256(TEXT))
+        assert info.stored_size < len(TEXT) / 4
+        assert store.get(ACME, "text/report.txt") == TEXT
+        assert store.stat(ACME, "text/report.txt") == info
+        [listed] = store.list(ACME, "text/")
+        assert listed == info and (listed.size, listed.stored_size) == (info.size, info.stored_size)
+
+    @pytest.mark.parametrize("data", [b"x" * 1023, b"short text", b""], ids=["below-1KiB", "short", "empty"])
+    def test_small_objects_stay_identity(self, store: ObjectStore, data: bytes) -> None:
+        info = store.put(ACME, "small.txt", data)
+        assert (info.codec, info.size, info.stored_size) == ("identity", len(data), len(data))
+        assert store.stat(ACME, "small.txt") == info
+        assert store.get(ACME, "small.txt") == data
+
+    def test_incompressible_data_stays_identity(self, store: ObjectStore) -> None:
+        data = os.urandom(64 * 1024)
+        info = store.put(ACME, "random.bin", data)
+        assert (info.codec, info.stored_size) == ("identity", len(data))
+        assert store.get(ACME, "random.bin") == data
+
+    def test_compress_argument_overrides_the_rule(self, store: ObjectStore) -> None:
+        forced = store.put(ACME, "forced.txt", b"tiny", compress=True)
+        assert (forced.codec, forced.size) == ("zstd", 4)
+        assert store.get(ACME, "forced.txt") == b"tiny"
+        kept = store.put(ACME, "kept.txt", TEXT, compress=False)
+        assert (kept.codec, kept.stored_size) == ("identity", len(TEXT))
+        assert store.get(ACME, "kept.txt") == TEXT
+        assert store.put(ACME, "empty", b"", compress=True).codec == "zstd"
+        assert store.get(ACME, "empty") == b""
+
+    def test_overwrite_changes_the_codec(self, store: ObjectStore) -> None:
+        assert store.put(ACME, "swap.txt", TEXT).codec == "zstd"
+        assert store.put(ACME, "swap.txt", b"now small").codec == "identity"
+        assert store.get(ACME, "swap.txt") == b"now small"
+        assert store.put(ACME, "swap.txt", TEXT + b"!").codec == "zstd"
+        assert store.get(ACME, "swap.txt") == TEXT + b"!"
+        assert store.stat(ACME, "swap.txt").size == len(TEXT) + 1
+
+    def test_codec_keys_are_reserved(self, store: ObjectStore) -> None:
+        for name in ("stratmaster-codec", "stratmaster-size"):
+            with pytest.raises(ValueError):
+                store.put(ACME, "r.txt", b"x", metadata={name: "identity"})
+
+    @pytest.mark.parametrize("data", [TEXT, b"legacy", zstandard.ZstdCompressor().compress(TEXT)],
+                             ids=["large-text", "small", "an-uploaded-zst-file"])
+    def test_objects_written_before_codecs_read_back_unchanged(self, store: ObjectStore, data: bytes) -> None:
+        self.write_legacy(store, ACME, "old/doc.txt", data, "text/plain", {"title": "Alt"})
+        assert store.get(ACME, "old/doc.txt") == data
+        info = store.stat(ACME, "old/doc.txt")
+        assert (info.codec, info.size, info.stored_size, info.sha256) == ("identity", len(data), len(data),
+                                                                          sha256(data))
+        assert (info.content_type, info.metadata) == ("text/plain", {"title": "Alt"})
+        assert store.list(ACME, "old/") == [info]
+        # Rewriting a legacy object applies today's rule.
+        store.put(ACME, "old/doc.txt", store.get(ACME, "old/doc.txt"), content_type=info.content_type,
+                  metadata=info.metadata, compress=True)
+        assert store.get(ACME, "old/doc.txt") == data
+        assert store.stat(ACME, "old/doc.txt").codec == "zstd"
+
 
 # --- embedded: local folder -----------------------------------------------------------------------
 class TestLocalFolderObjectStore(ObjectStoreConformance):
@@ -260,6 +339,46 @@ class TestLocalFolderObjectStore(ObjectStoreConformance):
         store = LocalFolderObjectStore(tmp_path / "objects")
         yield store
         store.close()
+
+    def write_legacy(self, store: LocalFolderObjectStore, tenant: str, key: str, data: bytes, content_type: str,
+                     metadata: dict[str, str]) -> None:
+        # The data file and the sidecar exactly as the store wrote them before codecs.
+        (store.root / tenant / key).parent.mkdir(parents=True, exist_ok=True)
+        (store.root / tenant / key).write_bytes(data)
+        (store.root / ".meta" / tenant / key).parent.mkdir(parents=True, exist_ok=True)
+        (store.root / ".meta" / tenant / key).write_text(json.dumps(
+            {"size": len(data), "sha256": sha256(data), "content_type": content_type,
+             "modified_at": datetime.now(UTC).isoformat(), "metadata": metadata}))
+
+    def test_compressed_layout(self, store: LocalFolderObjectStore) -> None:
+        info = store.put(ACME, "docs/big.txt", TEXT)
+        on_disk = (store.root / ACME / "docs" / "big.txt").read_bytes()
+        assert on_disk.startswith(ZSTD_MARKER) and len(on_disk) == info.stored_size
+        # A plain zstd stream (the marker is a skippable frame): any zstd tool reads the file.
+        assert zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(on_disk) == TEXT
+        sidecar = json.loads((store.root / ".meta" / ACME / "docs" / "big.txt").read_bytes())
+        assert (sidecar["codec"], sidecar["size"], sidecar["stored_size"]) == ("zstd", len(TEXT), len(on_disk))
+
+    def test_missing_sidecar_of_a_compressed_object(self, store: LocalFolderObjectStore) -> None:
+        store.put(ACME, "docs/big.txt", TEXT, content_type="text/plain")
+        (store.root / ".meta" / ACME / "docs" / "big.txt").unlink()  # a crash between the renames
+        assert store.get(ACME, "docs/big.txt") == TEXT
+        info = store.stat(ACME, "docs/big.txt")
+        assert (info.codec, info.size, info.sha256) == ("zstd", len(TEXT), sha256(TEXT))
+
+    def test_corrupt_compressed_data_raises_store_error(self, store: LocalFolderObjectStore) -> None:
+        info = store.put(ACME, "docs/big.txt", TEXT)
+        path = store.root / ACME / "docs" / "big.txt"
+        path.write_bytes(ZSTD_MARKER + b"\x00" * (info.stored_size - len(ZSTD_MARKER)))  # same size: sidecar kept
+        with pytest.raises(StoreError, match="decoding acme/docs/big.txt"):
+            store.get(ACME, "docs/big.txt")
+
+    def test_codec_rule_is_configurable(self, tmp_path: Path) -> None:
+        store = LocalFolderObjectStore(tmp_path / "objects", codec=ObjectCodec(level=19, min_bytes=10))
+        assert store.put(ACME, "a.txt", b"abc" * 100).codec == "zstd"
+        assert store.get(ACME, "a.txt") == b"abc" * 100
+        with pytest.raises(ValueError):
+            ObjectCodec(level=0)
 
     def test_layout_is_plain_files(self, store: LocalFolderObjectStore) -> None:
         store.put(ACME, "docs/a.txt", b"hello")
@@ -364,6 +483,41 @@ class TestS3ObjectStore(ObjectStoreConformance):
             for obj in client.list_objects(s3_bucket, recursive=True):
                 client.remove_object(s3_bucket, obj.object_name)
 
+    def write_legacy(self, store: S3ObjectStore, tenant: str, key: str, data: bytes, content_type: str,
+                     metadata: dict[str, str]) -> None:
+        # As the adapter wrote objects before codecs: the SHA-256 and user metadata, no codec keys.
+        endpoint, access_key, secret_key = _s3_credentials()
+        client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+        headers = {"x-amz-meta-" + name: value for name, value in metadata.items()}
+        headers["x-amz-meta-stratmaster-sha256"] = sha256(data)
+        client.put_object(store.bucket, f"{tenant}/{key}", io.BytesIO(data), len(data), content_type=content_type,
+                          metadata=headers)
+
+    def test_object_from_another_tool_reads_as_identity(self, store: S3ObjectStore) -> None:
+        endpoint, access_key, secret_key = _s3_credentials()
+        client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+        client.put_object(store.bucket, "acme/raw.txt", io.BytesIO(TEXT), len(TEXT))
+        assert store.get(ACME, "raw.txt") == TEXT
+        info = store.stat(ACME, "raw.txt")
+        assert (info.codec, info.size, info.stored_size, info.sha256) == ("identity", len(TEXT), len(TEXT), "")
+
+    def test_codec_travels_as_user_metadata(self, store: S3ObjectStore) -> None:
+        endpoint, access_key, secret_key = _s3_credentials()
+        info = store.put(ACME, "docs/big.txt", TEXT)
+        client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+        stat = client.stat_object(store.bucket, "acme/docs/big.txt")
+        headers = {k.lower(): v for k, v in stat.metadata.items()}
+        assert headers["x-amz-meta-stratmaster-codec"] == "zstd"
+        assert headers["x-amz-meta-stratmaster-size"] == str(len(TEXT))
+        assert stat.size == info.stored_size < len(TEXT)
+        response = client.get_object(store.bucket, "acme/docs/big.txt")
+        try:
+            stored = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        assert zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(stored) == TEXT
+
     def test_objects_live_under_the_tenant_prefix(self, store: S3ObjectStore) -> None:
         endpoint, access_key, secret_key = _s3_credentials()
         store.put(ACME, "docs/a.txt", b"x", metadata={"title": "Ü"})
@@ -431,3 +585,27 @@ def test_create_object_store_picks_the_backend(tmp_path: Path) -> None:
     remote = create_object_store(Settings(STRATMASTER_DATA_DIR=str(tmp_path), MINIO_ENDPOINT="http://minio:9000",
                                           MINIO_ACCESS_KEY="k", MINIO_SECRET_KEY="s"))
     assert isinstance(remote, S3ObjectStore) and remote.endpoint == "minio:9000" and not remote.secure
+
+
+# --- the codec itself ---------------------------------------------------------------------------------
+class TestObjectCodec:
+    def test_rule(self) -> None:
+        codec = ObjectCodec()
+        assert codec.encode(TEXT)[1] == "zstd"
+        assert codec.encode(TEXT[:1023])[1] == "identity"  # below min_bytes
+        assert codec.encode(os.urandom(4096))[1] == "identity"  # saves nothing
+        assert ObjectCodec(min_saving=0.0).encode(b"ab" * 600)[1] == "zstd"
+
+    def test_decode_refuses_what_the_record_contradicts(self) -> None:
+        payload, codec = ObjectCodec().encode(TEXT)
+        assert ObjectCodec.decode(payload, codec, len(TEXT)) == TEXT
+        with pytest.raises(ValueError, match="records 10"):
+            ObjectCodec.decode(payload, codec, 10)
+        with pytest.raises(ValueError, match="corrupt"):
+            ObjectCodec.decode(payload[:-8], codec)
+        with pytest.raises(ValueError, match="marker"):
+            ObjectCodec.decode(zstandard.ZstdCompressor().compress(TEXT), "zstd")
+        with pytest.raises(ValueError, match="unknown codec"):
+            ObjectCodec.decode(payload, "br")
+        with pytest.raises(ValueError, match="records 3"):
+            ObjectCodec.decode(b"ab", "identity", 3)
