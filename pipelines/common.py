@@ -12,11 +12,12 @@ import os
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
 
+import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
+from typing import Annotated, Any, TypeVar  # noqa: E402
 
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
@@ -24,6 +25,8 @@ from stratmaster.evals.ir_metrics import DEFAULT_MEASURES  # noqa: E402
 from stratmaster.settings import ConfigurationError, load_yaml_model  # noqa: E402
 
 Config = TypeVar("Config", bound=BaseModel)
+# A run's name names its folders: lower case, digits, "-" and "_".
+RunName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
 class PipelineConfig(BaseModel):
@@ -31,7 +34,7 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: RunName
     dataset: Path
     split: str = "test"
     k: int = Field(100, ge=1, le=100)
@@ -66,6 +69,18 @@ def load_config(path: Path, model: type[Config]) -> Config:
         return load_yaml_model(path, model, prepare=resolve_dataset)
     except ConfigurationError as exc:
         raise SystemExit(str(exc)) from None
+
+
+def argument_parser(prog: str, doc: str | None, example: str) -> argparse.ArgumentParser:
+    """The arguments every pipeline takes: --config FILE and --output-dir DIR."""
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or prog).splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help=f"a YAML config, e.g. {example}")
+    parser.add_argument("--output-dir", type=Path, help="overrides the config's output_dir")
+    return parser
+
+
+def with_output_dir(config: Config, output_dir: Path | None) -> Config:
+    return config if output_dir is None else config.model_copy(update={"output_dir": output_dir})
 
 
 def work_dir(pipeline: str, name: str) -> Path:

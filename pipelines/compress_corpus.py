@@ -29,7 +29,6 @@ import os
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
 
-import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -57,7 +56,7 @@ class CompressCorpusConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: common.RunName
     tenant: str
     prefix: str = ""
     batch_size: int = Field(64, ge=1, le=10_000)
@@ -240,16 +239,12 @@ def run(config: CompressCorpusConfig, runtime_env: dict[str, Any] | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pipelines.compress_corpus", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, required=True,
-                        help="a compress YAML, e.g. configs/pipelines/compress-corpus.yaml")
-    parser.add_argument("--output-dir", type=Path, help="overrides the config's output_dir")
+    parser = common.argument_parser("pipelines.compress_corpus", __doc__, "configs/pipelines/compress-corpus.yaml")
     parser.add_argument("--fresh", action="store_true",
                         help="forget finished batches first (objects already compressed stay compressed)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    if args.output_dir:
-        config = config.model_copy(update={"output_dir": args.output_dir})
+    config = common.with_output_dir(config, args.output_dir)
     if args.fresh:
         shutil.rmtree(config.output_dir / config.name, ignore_errors=True)
     result = run(config)

@@ -20,7 +20,6 @@ import os
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
 
-import argparse  # noqa: E402
 import heapq  # noqa: E402
 import itertools  # noqa: E402
 import shutil  # noqa: E402
@@ -243,17 +242,14 @@ def work_dir(config: SweepConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pipelines.eval_sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, required=True, help="a sweep YAML, e.g. configs/sweeps/cisi-fusion.yaml")
-    parser.add_argument("--output-dir", type=Path, help="overrides the config's output_dir")
+    parser = common.argument_parser("pipelines.eval_sweep", __doc__, "configs/sweeps/cisi-fusion.yaml")
     parser.add_argument("--fresh", action="store_true",
                         help="forget finished cells, index snapshots and cached embeddings first")
     parser.add_argument("--sequential", action="store_true",
                         help="also run every cell one after another in this process (speed comparison)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    if args.output_dir:
-        config = config.model_copy(update={"output_dir": args.output_dir})
+    config = common.with_output_dir(config, args.output_dir)
     if args.fresh:
         shutil.rmtree(config.output_dir / config.name, ignore_errors=True)
         shutil.rmtree(work_dir(config), ignore_errors=True)

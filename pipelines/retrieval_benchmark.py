@@ -17,7 +17,6 @@ import os
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
 
-import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -123,14 +122,11 @@ def run(config: BenchmarkConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pipelines.retrieval_benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, required=True, help="e.g. configs/benchmarks/cisi.yaml")
-    parser.add_argument("--output-dir", type=Path, help="overrides the config's output_dir")
+    parser = common.argument_parser("pipelines.retrieval_benchmark", __doc__, "configs/benchmarks/cisi.yaml")
     parser.add_argument("--fresh", action="store_true", help="forget finished shards and the index snapshot first")
     args = parser.parse_args(argv)
     config = common.load_config(args.config, BenchmarkConfig)
-    if args.output_dir:
-        config = config.model_copy(update={"output_dir": args.output_dir})
+    config = common.with_output_dir(config, args.output_dir)
     if args.fresh:
         shutil.rmtree(config.output_dir / config.name, ignore_errors=True)
         shutil.rmtree(common.work_dir("retrieval_benchmark", config.name), ignore_errors=True)
