@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # and cluster/jobs.py says which ones it can use.
     ray_address: str | None = Field(None, alias="RAY_ADDRESS")
 
+    # --- storage ------------------------------------------------------------------
+    object_compression: bool = Field(True, alias="OBJECT_COMPRESSION")
+    object_zstd_level: int = Field(3, ge=1, le=22, alias="OBJECT_ZSTD_LEVEL")
+
     # --- identity ------------------------------------------------------------------
     token_audience: str = Field("stratmaster", alias="STRATMASTER_TOKEN_AUDIENCE")
     token_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600, alias="STRATMASTER_TOKEN_TTL_S")

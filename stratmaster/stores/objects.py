@@ -167,6 +167,7 @@ class ObjectCodec:
     level: int = 3
     min_bytes: int = 1024
     min_saving: float = 0.1
+    enabled: bool = True  # False: the rule stores identity (compress=True still forces zstd)
 
     def __post_init__(self) -> None:
         if not 1 <= self.level <= 22:
@@ -176,7 +177,7 @@ class ObjectCodec:
 
     def encode(self, data: bytes, compress: bool | None = None) -> tuple[bytes, str]:
         """(stored payload, codec) for these original bytes."""
-        if compress is False or (compress is None and len(data) < self.min_bytes):
+        if compress is False or (compress is None and (not self.enabled or len(data) < self.min_bytes)):
             return data, IDENTITY
         payload = ZSTD_MARKER + zstandard.ZstdCompressor(level=self.level, write_content_size=True).compress(data)
         if compress is None and len(payload) > len(data) * (1.0 - self.min_saving):
@@ -662,8 +663,11 @@ def _split_endpoint(endpoint: str) -> tuple[str, bool]:
     return parts.netloc, parts.scheme == "https"
 
 
-def create_object_store(settings: Settings, codec: ObjectCodec = DEFAULT_CODEC) -> ObjectStore:
-    """S3 when MINIO_ENDPOINT is set, else a folder under the data dir; `codec` is the write rule."""
+def create_object_store(settings: Settings, codec: ObjectCodec | None = None) -> ObjectStore:
+    """S3 when MINIO_ENDPOINT is set, else a folder under the data dir; `codec` is the write rule
+    (default: OBJECT_COMPRESSION and OBJECT_ZSTD_LEVEL)."""
+    if codec is None:
+        codec = ObjectCodec(level=settings.object_zstd_level, enabled=settings.object_compression)
     if settings.minio_endpoint:
         secret = settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else ""
         return S3ObjectStore(settings.minio_endpoint, settings.minio_access_key or "", secret, codec=codec)

@@ -587,6 +587,16 @@ def test_create_object_store_picks_the_backend(tmp_path: Path) -> None:
     assert isinstance(remote, S3ObjectStore) and remote.endpoint == "minio:9000" and not remote.secure
 
 
+def test_object_compression_settings_set_the_write_rule(tmp_path: Path) -> None:
+    off = create_object_store(Settings(STRATMASTER_DATA_DIR=str(tmp_path / "off"), MINIO_ENDPOINT="",
+                                       OBJECT_COMPRESSION="false"))
+    assert off.put(ACME, "a.txt", TEXT).codec == "identity"
+    assert off.put(ACME, "b.txt", TEXT, compress=True).codec == "zstd"  # an explicit request still wins
+    on = create_object_store(Settings(STRATMASTER_DATA_DIR=str(tmp_path / "on"), MINIO_ENDPOINT="",
+                                      OBJECT_ZSTD_LEVEL="19"))
+    assert on.put(ACME, "a.txt", TEXT).codec == "zstd" and on.get(ACME, "a.txt") == TEXT
+
+
 # --- the codec itself ---------------------------------------------------------------------------------
 class TestObjectCodec:
     def test_rule(self) -> None:
