@@ -213,8 +213,9 @@ class Embedder:
     embeds about twice as fast (vectors' cosine to the fp32 ones: mean 0.98). Whole CISI
     abstracts keep their quality (dense nDCG@10 0.425 against 0.421), but through the
     service, with title-headed chunks, hybrid nDCG@10 fell from 0.457 to 0.441, so fp32
-    is the default. Documents and queries must use the same precision, which `model_id`
-    records.
+    is this class's default. Documents and queries must use the same precision, which
+    `model_id` records. (The platform runs `onnx_embedding.OnnxEmbedder`'s int8 variant,
+    which keeps the feed-forward down-projections in fp32 and does not lose that quality.)
     """
 
     dimension = DIMENSION
