@@ -1,14 +1,81 @@
-"""The compression service application: its own Serve app behind route prefix `/compression`."""
+"""The compression service application: its own Serve app behind route prefix `/compression`.
+
+`POST /compression/compress` shrinks retrieved chunks to a token budget with
+`stratmaster.compression` (extractive, prune or truncate), counting tokens with the
+embedding model's WordPiece tokenizer. The answer maps every kept sentence back to its
+chunk id and character span, so citations survive. A budget no text fits is a 422 that
+names the smallest budget that would work. The embedding model (for query relevance and
+near-duplicates) loads on the first request that asks for it, in this replica.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel, Field, model_validator
 from ray import serve
 from ray.serve import Application
 
 from deployments.args import ServiceArgs
-from deployments.service import ServiceIngress
+from deployments.http import APIError, require_principal
+from deployments.service import ServiceIngress, service_api
+from stratmaster.identity import Principal
 
 DESCRIPTION = "Compresses retrieved context to a token budget and keeps stored artefacts small."
+MAX_CHUNKS = 500
+MAX_CHUNK_CHARS = 50_000
+
+
+class ChunkIn(BaseModel):
+    id: str = Field(min_length=1, max_length=320)
+    text: str = Field(max_length=MAX_CHUNK_CHARS)
+
+
+class CompressRequest(BaseModel):
+    query: str | None = Field(None, max_length=4000, description="What the context is for; none: keep what is central")
+    chunks: list[ChunkIn] = Field(min_length=1, max_length=MAX_CHUNKS)
+    target_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    ratio: float | None = Field(None, gt=0, le=1)
+    mode: Literal["extractive", "prune", "truncate"] = "extractive"
+    semantic: bool = Field(True, description="Use embeddings for relevance and near-duplicates (extractive, prune)")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> CompressRequest:
+        if (self.target_tokens is None) == (self.ratio is None):
+            raise ValueError("give exactly one of target_tokens and ratio")
+        if len({c.id for c in self.chunks}) != len(self.chunks):
+            raise ValueError("chunk ids must be unique")
+        return self
+
+
+def compression_api(service: str, description: str) -> FastAPI:
+    api = service_api(service, description)
+
+    @api.post("/compress", tags=["compression"], summary="Compress chunks to a token budget, keeping citations",
+              responses={422: {"description": "Malformed request, or a budget no sentence fits (names the smallest)"}})
+    async def compress_chunks(body: CompressRequest, request: Request,
+                              principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+        from stratmaster.compression import BudgetTooSmall, Chunk, compress
+
+        ingress: CompressionIngress = request.app.state.ingress
+        embed = None
+        if body.semantic and body.mode != "truncate":
+            embed = (await asyncio.to_thread(ingress.embedder)).embed
+        counter = await asyncio.to_thread(ingress.counter)
+        try:
+            result = await asyncio.to_thread(
+                compress, body.query, [Chunk(c.id, c.text) for c in body.chunks], body.target_tokens, body.ratio,
+                body.mode, counter, embed)
+        except BudgetTooSmall as exc:
+            raise APIError(422, "budget_too_small", str(exc),
+                           {"budget": exc.budget, "smallest": exc.smallest, "mode": exc.mode}) from None
+        return asdict(result)
+
+    return api
 
 
 @serve.deployment
@@ -16,6 +83,32 @@ DESCRIPTION = "Compresses retrieved context to a token budget and keeps stored a
 class CompressionIngress(ServiceIngress):
     service = "compression"
     description = DESCRIPTION
+
+    def __init__(self, args: ServiceArgs) -> None:
+        super().__init__(args)
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._counter: Any = None
+
+    def build_api(self) -> FastAPI:
+        return compression_api(self.service, self.description)
+
+    def counter(self) -> Any:
+        with self._lock:
+            if self._counter is None:
+                from stratmaster.knowledge.chunking import WordpieceCounter
+
+                self._counter = WordpieceCounter()
+            return self._counter
+
+    def embedder(self) -> Any:
+        """The knowledge service's model (int8 ONNX), loaded once per replica on first use."""
+        with self._lock:
+            if self._model is None:
+                from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+
+                self._model = OnnxEmbedder(self.runtime.settings.data_dir / "models", precision="int8")
+            return self._model
 
 
 def build_app(args: ServiceArgs) -> Application:
