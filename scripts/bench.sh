@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make bench`: the platform benchmark (cold start, memory, load -> bench/results/platform.json),
 # the retrieval benchmark (CISI quality, ingest, search latency -> bench/results/retrieval.*),
-# then the eval sweep's speed (16 cells as Ray tasks against the same cells one after another
-# -> bench/results/sweeps/cisi-fusion/sweep.json, .png).
+# the eval sweep's speed (16 cells as Ray tasks against the same cells one after another
+# -> bench/results/sweeps/cisi-fusion/sweep.json, .png), then context compression on CISI
+# (coverage, relevant-token share, time per mode -> bench/results/compression.json).
 #
-#   bash scripts/bench.sh [platform|retrieval|sweep|all] [--quick] ...   (default all; see each --help)
+#   bash scripts/bench.sh [platform|retrieval|sweep|compression|all] [--quick] ...   (default all; see each --help)
 #
 # Arguments after the name go to that benchmark; with `all` to both, so only options both
 # take (--quick, --inherit-backends, ...) fit there. With `all` the second runs even when
@@ -20,17 +21,19 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 
 which=all
 case "${1:-}" in
-  platform|retrieval|sweep|all) which=$1; shift ;;
+  platform|retrieval|sweep|compression|all) which=$1; shift ;;
 esac
 
 case "$which" in
   platform) exec .venv/bin/python -m bench.platform_bench "$@" ;;
   retrieval) exec .venv/bin/python -m bench.retrieval_bench "$@" ;;
   sweep) exec .venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential "$@" ;;
+  compression) exec .venv/bin/python -m bench.compression_bench "$@" ;;
 esac
 status=0
 .venv/bin/python -m bench.platform_bench "$@" || status=$?
 .venv/bin/python -m bench.retrieval_bench "$@" || { rc=$?; (( status )) || status=$rc; }
 .venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential \
   || { rc=$?; (( status )) || status=$rc; }
+.venv/bin/python -m bench.compression_bench || { rc=$?; (( status )) || status=$rc; }
 exit "$status"
