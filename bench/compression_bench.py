@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench.platform_bench import git_info, machine_info  # noqa: E402
-from stratmaster.evals.retrieval_eval import write_json  # noqa: E402
+from stratmaster.evals.retrieval_eval import nearest_rank, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "cisi"
@@ -38,16 +38,17 @@ MODES = ("extractive", "prune", "truncate")
 TARGETS = {"extractive_coverage": 0.90, "share_over_truncate": 1.3, "p95_ms": 50.0}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def run(dataset_path: Path, ratio: float, hits: int) -> dict[str, Any]:
     from pipelines import common
     from stratmaster.compression import Chunk, compress
     from stratmaster.evals.datasets import load_beir
-    from stratmaster.evals.retrieval_eval import RetrievalSetting, build_index, open_index, search_request
+    from stratmaster.evals.retrieval_eval import (
+        RetrievalSetting,
+        build_index,
+        close_index,
+        open_index,
+        search_request,
+    )
     from stratmaster.knowledge.chunking import WordpieceCounter
     from stratmaster.knowledge.embedding import CachedEmbedder, SqliteEmbeddingCache
     from stratmaster.settings import load_settings
@@ -83,11 +84,11 @@ def run(dataset_path: Path, ratio: float, hits: int) -> dict[str, Any]:
                     per_mode[mode]["share"].append(sum(t for d, t in tokens if d in relevant) / total)
             if number % 20 == 0:
                 print(f"  {number}/{len(queries)} queries", flush=True)
-        for store in service.stores.all():
-            getattr(store, "close", lambda: None)()
+        close_index(service)
     summary = {mode: {"coverage": round(sum(v["coverage"]) / len(v["coverage"]), 4) if v["coverage"] else None,
                       "relevant_token_share": round(sum(v["share"]) / len(v["share"]), 4) if v["share"] else None,
-                      "ms_p50": round(percentile(v["ms"], 0.5), 2), "ms_p95": round(percentile(v["ms"], 0.95), 2),
+                      "ms_p50": round(nearest_rank(sorted(v["ms"]), 0.5), 2),
+                      "ms_p95": round(nearest_rank(sorted(v["ms"]), 0.95), 2),
                       "queries_with_relevant_in_hits": len(v["coverage"])}
                for mode, v in per_mode.items()}
     extractive, truncate = summary["extractive"], summary["truncate"]

@@ -11,7 +11,6 @@ near-duplicates) loads on the first request that asks for it, in this replica.
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -64,8 +63,8 @@ def compression_api(service: str, description: str) -> FastAPI:
         ingress: CompressionIngress = request.app.state.ingress
         embed = None
         if body.semantic and body.mode != "truncate":
-            embed = (await asyncio.to_thread(ingress.embedder)).embed
-        counter = await asyncio.to_thread(ingress.counter)
+            embed = (await asyncio.to_thread(ingress.runtime.embedding_model)).embed
+        counter = await asyncio.to_thread(ingress.runtime.token_counter)
         try:
             result = await asyncio.to_thread(
                 compress, body.query, [Chunk(c.id, c.text) for c in body.chunks], body.target_tokens, body.ratio,
@@ -84,31 +83,8 @@ class CompressionIngress(ServiceIngress):
     service = "compression"
     description = DESCRIPTION
 
-    def __init__(self, args: ServiceArgs) -> None:
-        super().__init__(args)
-        self._lock = threading.Lock()
-        self._model: Any = None
-        self._counter: Any = None
-
     def build_api(self) -> FastAPI:
         return compression_api(self.service, self.description)
-
-    def counter(self) -> Any:
-        with self._lock:
-            if self._counter is None:
-                from stratmaster.knowledge.chunking import WordpieceCounter
-
-                self._counter = WordpieceCounter()
-            return self._counter
-
-    def embedder(self) -> Any:
-        """The knowledge service's model (int8 ONNX), loaded once per replica on first use."""
-        with self._lock:
-            if self._model is None:
-                from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
-
-                self._model = OnnxEmbedder(self.runtime.settings.data_dir / "models", precision="int8")
-            return self._model
 
 
 def build_app(args: ServiceArgs) -> Application:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,7 +147,7 @@ def evals_api(service: str, description: str) -> FastAPI:
         except DatasetFormatError as exc:
             raise APIError(422, "invalid_case", str(exc)) from None
         ingress: EvalsIngress = request.app.state.ingress
-        embed = (await asyncio.to_thread(ingress.embedder)).embed if relevancy else None
+        embed = (await asyncio.to_thread(ingress.runtime.embedding_model)).embed if relevancy else None
         return await asyncio.to_thread(score_case, parsed, embed)
 
     return api
@@ -162,8 +161,6 @@ class EvalsIngress(ServiceIngress):
 
     def __init__(self, args: ServiceArgs) -> None:
         super().__init__(args)
-        self._model: Any = None
-        self._model_lock = threading.Lock()
         self._jobs: Any = None
         settings = self.runtime.settings
         self.runs = EvalRunRepository(create_db_engine(settings.effective_database_url))
@@ -196,15 +193,6 @@ class EvalsIngress(ServiceIngress):
 
     def build_api(self) -> FastAPI:
         return evals_api(self.service, self.description)
-
-    def embedder(self) -> Any:
-        """The knowledge service's model (int8 ONNX), loaded once per replica on first use."""
-        with self._model_lock:
-            if self._model is None:
-                from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
-
-                self._model = OnnxEmbedder(self.runtime.settings.data_dir / "models", precision="int8")
-            return self._model
 
 
 def build_app(args: ServiceArgs) -> Application:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
@@ -31,6 +34,8 @@ class ReplicaRuntime:
         configure_logging(service, self.settings.log_level)
         self.verifier = create_verifier(self.settings)
         self.edge_metrics = EdgeMetrics(instrument(HTTP_REQUESTS), instrument(HTTP_REQUEST_DURATION))
+        self._models: dict[str, Any] = {}
+        self._models_lock = threading.Lock()
         log.info("replica started", extra={"version": __version__, "replica": self.replica_id(),
                                            "backends": self.settings.backends()})
 
@@ -42,6 +47,28 @@ class ReplicaRuntime:
         # Serve's proxy takes X-Request-ID as its request id and echoes it in the response.
         app.state.proxy_echoes_request_id = True
         return app
+
+    def embedding_model(self) -> Any:
+        """The knowledge service's model (int8 ONNX), loaded once per replica on first use."""
+        def load() -> Any:
+            from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
+
+            return OnnxEmbedder(self.settings.data_dir / "models", precision="int8")
+        return self._loaded("embedding", load)
+
+    def token_counter(self) -> Any:
+        """The embedding model's WordPiece tokenizer, loaded once per replica on first use."""
+        def load() -> Any:
+            from stratmaster.knowledge.chunking import WordpieceCounter
+
+            return WordpieceCounter()
+        return self._loaded("tokens", load)
+
+    def _loaded(self, name: str, load: Callable[[], Any]) -> Any:
+        with self._models_lock:
+            if name not in self._models:
+                self._models[name] = load()
+            return self._models[name]
 
     @staticmethod
     def replica_id() -> str:

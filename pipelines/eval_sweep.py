@@ -68,7 +68,7 @@ def score_cell(setting_json: str, snapshot: bytes, dataset_path: str, split: str
                measures: Sequence[str], precision: str) -> dict[str, Any]:
     """Restore the index, run every judged query with this setting, score the rankings."""
     from stratmaster.evals.datasets import load_beir
-    from stratmaster.evals.retrieval_eval import open_index, restore_index, run_queries, score
+    from stratmaster.evals.retrieval_eval import close_index, open_index, restore_index, run_queries, score
 
     started = time.perf_counter()
     setting = RetrievalSetting.model_validate_json(setting_json)
@@ -78,8 +78,7 @@ def score_cell(setting_json: str, snapshot: bytes, dataset_path: str, split: str
         restore_index(snapshot, Path(directory))
         service = open_index(Path(directory), model.embed, setting)
         ran = run_queries(service, setting, [(q.id, q.text) for q in dataset.judged_queries()], k)
-        for store in service.stores.all():
-            getattr(store, "close", lambda: None)()
+        close_index(service)
     scored = score(dataset, ran["rankings"], ran["latency_ms"], measures)
     elapsed = time.perf_counter() - started
     return {"setting": setting.model_dump(), "label": setting.label(), "key": setting.key(), **scored,

@@ -42,7 +42,7 @@ class BenchmarkConfig(common.PipelineConfig):
 def run_shard(snapshot: bytes, settings_json: dict[str, str], queries: Sequence[tuple[str, str]], k: int,
               precision: str) -> dict[str, Any]:
     """Every setting over this shard's queries: rankings and latencies per setting."""
-    from stratmaster.evals.retrieval_eval import open_index, restore_index, run_queries
+    from stratmaster.evals.retrieval_eval import close_index, open_index, restore_index, run_queries
 
     started = time.perf_counter()
     model = common.embedder(precision)
@@ -53,8 +53,7 @@ def run_shard(snapshot: bytes, settings_json: dict[str, str], queries: Sequence[
             setting = RetrievalSetting.model_validate_json(setting_json)
             service = open_index(Path(directory), model.embed, setting)
             ran[name] = run_queries(service, setting, queries, k)
-            for store in service.stores.all():
-                getattr(store, "close", lambda: None)()
+            close_index(service)
     return {"settings": ran, "seconds": round(time.perf_counter() - started, 3)}
 
 

@@ -114,15 +114,14 @@ def build_index(dataset: BeirDataset, directory: Path, embed: Embed, chunk_token
         if failed:
             raise RuntimeError(f"indexing failed for {len(failed)} documents, first: {failed[0].model_dump()}")
     counts = service.counts(TENANT)
-    _close(service)
+    close_index(service)
     return IndexStats(counts["documents"], counts["chunks"], round(time.perf_counter() - started, 2))
 
 
-def _close(service: Any) -> None:
+def close_index(service: Any) -> None:
+    """Close the index's stores (local Qdrant and the SQLite files hold their folders open)."""
     for store in service.stores.all():
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
+        store.close()
 
 
 def snapshot_index(directory: Path) -> bytes:
@@ -184,13 +183,21 @@ def score(dataset: BeirDataset, rankings: dict[str, list[str]], latency_ms: dict
     latencies = sorted(latency_ms.values())
 
     def percentile(q: float) -> float | None:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 3) if latencies else None
+        value = nearest_rank(latencies, q)
+        return None if value is None else round(value, 3)
 
     return {"measures": {name: round(value, 6) for name, value in evaluated["aggregate"].items()},
             "per_query": evaluated["per_query"],
             "latency_ms": {"p50": percentile(0.5), "p95": percentile(0.95),
                            "mean": round(float(np.mean(latencies)), 3) if latencies else None},
             "queries": len(rankings)}
+
+
+def nearest_rank(sorted_values: Sequence[float], q: float) -> float | None:
+    """The value at rank floor(q * n) of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -99,9 +99,6 @@ class _Prepared:
     chunks: list[StoredChunk]
 
 
-_Changed = tuple[_Prepared, "DocumentRecord | None"]  # a document to write, and its current row
-
-
 def document_fingerprint(document: DocumentIn) -> str:
     """sha256 over everything the client sent: identical re-sends are recognised as no-ops."""
     canonical = {"title": document.title, "content_type": document.content_type, "body": document.body,
@@ -120,8 +117,8 @@ def indexed_text(title: str, chunk: str) -> str:
 
 
 class KnowledgeService:
-    """`embed` embeds documents' chunks; `embed_query` embeds queries (it may use a more
-    precise model variant of the same model: see stratmaster.knowledge.onnx_embedding)."""
+    """`embed` embeds documents' chunks (it may be cached, or another replica's model);
+    `embed_query` embeds queries with the same model variant, in this process (default: `embed`)."""
 
     def __init__(self, repository: DocumentRepository, stores: KnowledgeStores, counter: TokenCounter,
                  embed: Embed, config: KnowledgeConfig, embed_query: Embed | None = None) -> None:
@@ -153,18 +150,18 @@ class KnowledgeService:
                                                 error={"code": problem.code, "message": problem.message})
         # A first look without the lock: identical re-sends stop here. Writers may run
         # meanwhile, so each group looks again under the lock before it writes.
-        changed = []
+        changed: list[_Prepared] = []
         current = self.repository.documents(tenant, [item.document.id for item in prepared])
         for item in prepared:
             existing = current.get(item.document.id)
             if existing is not None and existing.content_sha256 == item.sha256:
                 outcomes[item.index] = self._unchanged(item, existing)
             else:
-                changed.append((item, existing))
+                changed.append(item)
         # Embedding runs outside the lock, so concurrent batches embed while one writes.
         for group, vectors in self._embedded(changed):
             if isinstance(vectors, Exception):
-                for item, _ in group:
+                for item in group:
                     outcomes[item.index] = IngestOutcome(
                         index=item.index, id=item.document.id, status="failed", http_status=503,
                         error={"code": "embedder_unavailable",
@@ -176,17 +173,17 @@ class KnowledgeService:
         results = [outcomes[i] for i in sorted(outcomes)]
         return IngestResponse(results=results, counts=dict(Counter(r.status for r in results)))
 
-    def _embedded(self, changed: list[_Changed]) -> Iterator[tuple[list[_Changed], np.ndarray | Exception]]:
+    def _embedded(self, changed: list[_Prepared]) -> Iterator[tuple[list[_Prepared], np.ndarray | Exception]]:
         """Yield (group, its chunks' vectors or the embedding error), embedding groups ahead."""
-        groups: list[list[_Changed]] = [[]]
-        for entry in changed:
-            if groups[-1] and sum(len(i.chunks) for i, _ in groups[-1]) + len(entry[0].chunks) > EMBED_GROUP_CHUNKS:
+        groups: list[list[_Prepared]] = [[]]
+        for item in changed:
+            if groups[-1] and sum(len(i.chunks) for i in groups[-1]) + len(item.chunks) > EMBED_GROUP_CHUNKS:
                 groups.append([])
-            groups[-1].append(entry)
+            groups[-1].append(item)
         groups = [g for g in groups if g]
 
-        def submit(pool: ThreadPoolExecutor, group: list[_Changed]) -> Future:
-            texts = [indexed_text(i.document.title, c.text) for i, _ in group for c in i.chunks]
+        def submit(pool: ThreadPoolExecutor, group: list[_Prepared]) -> Future:
+            texts = [indexed_text(i.document.title, c.text) for i in group for c in i.chunks]
             return pool.submit(contextvars.copy_context().run, self._embed_all, texts)  # keeps the correlation id
 
         with ThreadPoolExecutor(max_workers=EMBED_AHEAD_GROUPS, thread_name_prefix="embed-ahead") as pool:
@@ -195,7 +192,7 @@ class KnowledgeService:
                 try:
                     vectors: np.ndarray | Exception = pending.popleft().result()
                 except Exception as exc:  # noqa: BLE001 - reported per document, the batch goes on
-                    log.exception("embedding failed", extra={"documents": [i.document.id for i, _ in group]})
+                    log.exception("embedding failed", extra={"documents": [i.document.id for i in group]})
                     vectors = exc
                 if number + EMBED_AHEAD_GROUPS < len(groups):
                     pending.append(submit(pool, groups[number + EMBED_AHEAD_GROUPS]))
@@ -235,7 +232,7 @@ class KnowledgeService:
         room = MODEL_WINDOW_TOKENS - self.counter.count(f"{title}\n\n")
         return max(MIN_CHUNK_TOKENS, min(self.config.chunking.max_tokens, room))
 
-    def _write_group(self, tenant: str, group: list[_Changed], vectors: np.ndarray) -> dict[int, IngestOutcome]:
+    def _write_group(self, tenant: str, group: list[_Prepared], vectors: np.ndarray) -> dict[int, IngestOutcome]:
         """Write a group of documents (under the write lock): objects and graph per document,
         one call per store for all the group's chunks, rows last.
 
@@ -244,12 +241,12 @@ class KnowledgeService:
         saying so; what a failed group left in the stores is replaced when it is sent again.
         """
         now = datetime.now(UTC)
-        current = self.repository.documents(tenant, [item.document.id for item, _ in group])
+        current = self.repository.documents(tenant, [item.document.id for item in group])
         outcomes: dict[int, IngestOutcome] = {}
-        offsets = np.cumsum([0] + [len(item.chunks) for item, _ in group])
-        writing: list[_Changed] = []
+        offsets = np.cumsum([0] + [len(item.chunks) for item in group])
+        writing: list[tuple[_Prepared, DocumentRecord | None]] = []
         kept_vectors = []
-        for number, (item, _) in enumerate(group):
+        for number, item in enumerate(group):
             existing = current.get(item.document.id)
             if existing is not None and existing.content_sha256 == item.sha256:  # a concurrent batch wrote it
                 outcomes[item.index] = self._unchanged(item, existing)
@@ -258,9 +255,9 @@ class KnowledgeService:
                 kept_vectors.append(vectors[offsets[number]:offsets[number + 1]])
         if not writing:
             return outcomes
-        group, vectors = writing, np.concatenate(kept_vectors)
+        vectors = np.concatenate(kept_vectors)
         try:
-            for item, _ in group:
+            for item, _ in writing:
                 document, key = item.document, object_key(item.document.id)
                 original = json.dumps(document.model_dump(), ensure_ascii=False).encode()
                 self.stores.objects.put(tenant, f"{key}/original.json", original, "application/json",
@@ -272,31 +269,31 @@ class KnowledgeService:
                 self.stores.vectors.delete_document(tenant, document.id)
             self.stores.keyword.upsert(tenant, [
                 KeywordDocument(c.chunk_id, i.document.id, analyze(indexed_text(i.document.title, c.text)))
-                for i, _ in group for c in i.chunks])
-            chunks = [(i, c) for i, _ in group for c in i.chunks]
+                for i, _ in writing for c in i.chunks])
+            chunks = [(i, c) for i, _ in writing for c in i.chunks]
             self.stores.vectors.upsert(tenant, [VectorItem(c.chunk_id, i.document.id, v.tolist())
                                                 for (i, c), v in zip(chunks, vectors, strict=True)])
-            for item, _ in group:
+            for item, _ in writing:
                 self.stores.graph.replace_document(tenant, item.document.id, self._mentions(item.chunks))
             self.repository.save_many(tenant, [
                 (DocumentRecord(item.document.id, item.document.title, item.document.source,
                                 item.document.content_type, item.document.metadata, item.sha256, PARSER_VERSION,
                                 object_key(item.document.id), len(item.text), len(item.chunks),
                                 existing.ingested_at if existing else now, now), item.chunks)
-                for item, existing in group])
+                for item, existing in writing])
         except (StoreError, OSError) as exc:
-            log.exception("ingest failed", extra={"document_ids": [i.document.id for i, _ in group]})
+            log.exception("ingest failed", extra={"document_ids": [i.document.id for i, _ in writing]})
             return outcomes | {item.index: IngestOutcome(
                 index=item.index, id=item.document.id, status="failed", http_status=503,
                 error={"code": "store_unavailable",
                        "message": f"document {item.document.id!r} was not stored: {exc}; send it again"})
-                for item, _ in group}
+                for item, _ in writing}
         self._communities_fresh.discard(tenant)
         return outcomes | {item.index: IngestOutcome(index=item.index, id=item.document.id,
                                                      status="updated" if existing else "created",
                                                      http_status=200 if existing else 201, chunks=len(item.chunks),
                                                      content_sha256=item.sha256)
-                           for item, existing in group}
+                           for item, existing in writing}
 
     @staticmethod
     def _unchanged(item: _Prepared, existing: DocumentRecord) -> IngestOutcome:
@@ -327,7 +324,7 @@ class KnowledgeService:
         return record, self.repository.chunks_of(tenant, document_id)
 
     # --- search -------------------------------------------------------------------------
-    def search(self, tenant: str, request: SearchRequest, query_vector: np.ndarray | None = None) -> SearchResponse:
+    def search(self, tenant: str, request: SearchRequest) -> SearchResponse:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         document_ids = self._resolve_filters(tenant, request)
@@ -341,12 +338,11 @@ class KnowledgeService:
             lists["keyword"] = self.stores.keyword.search(tenant, analyze(request.query), depth, document_ids)
             timings["keyword"] = (time.perf_counter() - step) * 1000
         if request.mode in ("dense", "hybrid"):
-            if query_vector is None:
-                step = time.perf_counter()
-                query_vector = np.asarray(self.embed_query([request.query]), dtype=np.float32)[0]
-                timings["embed"] = (time.perf_counter() - step) * 1000
             step = time.perf_counter()
-            lists["dense"] = self.stores.vectors.search(tenant, np.asarray(query_vector).tolist(), depth, document_ids)
+            query_vector = np.asarray(self.embed_query([request.query]), dtype=np.float32)[0]
+            timings["embed"] = (time.perf_counter() - step) * 1000
+            step = time.perf_counter()
+            lists["dense"] = self.stores.vectors.search(tenant, query_vector.tolist(), depth, document_ids)
             timings["dense"] = (time.perf_counter() - step) * 1000
 
         fusion = self._fusion_settings(request)
