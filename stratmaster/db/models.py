@@ -155,3 +155,57 @@ class EvalRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class RouterCall(Base):
+    """One call the router made to a model: the cost ledger, per tenant (migration 0004).
+
+    Every attempt is a row, fallbacks included: `attempt` counts from 0 within a request,
+    `outcome` is `ok` or why it failed (timeout, rate_limited, server_error, ...). Money is
+    in micro-USD and time in microseconds, as integers, so sums are exact on every backend;
+    `quality_ppm` is the feedback score (0..1) in millionths, once given.
+    """
+
+    __tablename__ = "router_calls"
+    __table_args__ = (Index("ix_router_calls_tenant_created_at", "tenant", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False)
+    task: Mapped[str] = mapped_column(String(64), nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    provider: Mapped[str] = mapped_column(String(64), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_in: Mapped[int] = mapped_column(Integer, nullable=False)
+    tokens_out: Mapped[int] = mapped_column(Integer, nullable=False)
+    cost_micro_usd: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    latency_us: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    quality_ppm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class RouterBudgetSpend(Base):
+    """What a tenant spent in one budget period (`month:2026-11`, `day:2026-11-27`, `total`)."""
+
+    __tablename__ = "router_budget_spend"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spent_micro_usd: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class RouterBanditArm(Base):
+    """The recommender's state for one model on a tenant's task: pulls and summed reward (millionths)."""
+
+    __tablename__ = "router_bandit_arms"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    pulls: Mapped[int] = mapped_column(Integer, nullable=False)
+    reward_sum_ppm: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
