@@ -28,6 +28,7 @@ from deployments.args import ServiceArgs
 from deployments.http import APIError, require_principal
 from deployments.service import ServiceIngress, service_api
 from stratmaster.db.engine import create_db_engine
+from stratmaster.evals.gates import gate_table
 from stratmaster.evals.runs import EvalRunRecord, EvalRunRepository, RunFiles, entrypoint, refresh
 from stratmaster.identity import Principal
 from stratmaster.settings import describe_validation_error
@@ -68,16 +69,6 @@ def _config_model(kind: str) -> type[BaseModel]:
     from pipelines.retrieval_benchmark import BenchmarkConfig
 
     return BenchmarkConfig
-
-
-def gate_table(result: dict[str, Any]) -> list[dict[str, Any]]:
-    from stratmaster.evals.gates import GateSetError, evaluate_gates, load_thresholds, select_gate_set
-
-    try:
-        _, gates = select_gate_set(load_thresholds(), result)
-    except GateSetError:
-        return []
-    return [r.as_dict() for r in evaluate_gates(gates, result)]
 
 
 def evals_api(service: str, description: str) -> FastAPI:

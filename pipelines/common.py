@@ -15,6 +15,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any, TypeVar  # noqa: E402
@@ -71,12 +72,84 @@ def load_config(path: Path, model: type[Config]) -> Config:
         raise SystemExit(str(exc)) from None
 
 
+def _tenant(value: str) -> str:
+    from stratmaster.stores.objects import validate_tenant
+
+    try:
+        return validate_tenant(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def argument_parser(prog: str, doc: str | None, example: str) -> argparse.ArgumentParser:
-    """The arguments every pipeline takes: --config FILE and --output-dir DIR."""
+    """The arguments every pipeline takes: --config FILE, --output-dir DIR and --tenant NAME."""
     parser = argparse.ArgumentParser(prog=prog, description=(doc or prog).splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help=f"a YAML config, e.g. {example}")
     parser.add_argument("--output-dir", type=Path, help="overrides the config's output_dir")
+    parser.add_argument("--tenant", type=_tenant, default=None,
+                        help="also record the finished result as this tenant's eval run (GET /evals/runs lists it), "
+                             "in the platform's database (DATABASE_URL, else STRATMASTER_DATA_DIR's SQLite)")
     return parser
+
+
+class RecordError(RuntimeError):
+    """The result could not be stored as an eval run (database unreachable or not migrated)."""
+
+
+def job_submission_id() -> str | None:
+    """The Ray job's submission id when this driver runs under `ray job submit` (Ray passes it in the job config)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return None
+    try:
+        metadata = json.loads(raw).get("metadata") or {}
+    except (ValueError, AttributeError):
+        return None
+    found = metadata.get("job_submission_id")
+    return found if isinstance(found, str) else None
+
+
+def record_run(tenant: str, kind: str, config: BaseModel, result: dict[str, Any], progress_folder: Path) -> str:
+    """Store a finished pipeline's result, with its gate table, as the tenant's eval run; its id.
+
+    The evals service's own table, so the API lists runs started by hand or as jobs beside
+    those it started. Raises RecordError naming the database and the fix when it cannot.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from stratmaster.db.engine import create_db_engine
+    from stratmaster.evals.gates import gate_table
+    from stratmaster.evals.runs import EvalRunRepository
+    from stratmaster.settings import load_settings
+
+    settings = load_settings()
+    engine = create_db_engine(settings.effective_database_url)
+    try:
+        run = EvalRunRepository(engine).record(
+            tenant, kind, config.name, config.model_dump(mode="json", exclude={"output_dir"}),  # type: ignore[attr-defined]
+            result, gate_table(result), submission_id=job_submission_id(),
+            progress=read_json(progress_folder / "progress.json"))
+    except SQLAlchemyError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise RecordError(f"result not recorded as an eval run in {where}: {exc.__class__.__name__}: "
+                          f"{str(exc).splitlines()[0]} (is the database migrated? `stratmaster migrate upgrade`; "
+                          f"`stratmaster up` migrates on start)") from None
+    finally:
+        engine.dispose()
+    return run.id
+
+
+def finish(args: argparse.Namespace, kind: str, config: BaseModel, result: dict[str, Any], folder: Path) -> int:
+    """Record the result when --tenant asks for it; the exit status (2 when it could not be recorded)."""
+    if args.tenant is None:
+        return 0
+    try:
+        run_id = record_run(args.tenant, kind, config, result, folder)
+    except RecordError as exc:
+        print(f"{kind}: {exc}", file=sys.stderr)
+        return 2
+    print(f"recorded as eval run {run_id} of tenant {args.tenant} (GET /evals/runs/{run_id})")
+    return 0
 
 
 def with_output_dir(config: Config, output_dir: Path | None) -> Config:

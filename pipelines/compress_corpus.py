@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: result.get(k) for k in ("name", "backend", "listed", "candidates", "reused", "run", "corpus")}
     print(yaml.safe_dump(summary, sort_keys=False), end="")
     print(f"-> {config.output_dir / config.name / 'compress.json'}")
-    return 0
+    return common.finish(args, "compress_corpus", config, result, config.output_dir / config.name)
 
 
 if __name__ == "__main__":

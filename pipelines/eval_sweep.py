@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "verdicts", "best_per_measure")}
     print(yaml.safe_dump(summary, sort_keys=False), end="")
     print(f"-> {config.output_dir / config.name / 'sweep.json'}")
-    return 0
+    return common.finish(args, "eval_sweep", config, result, config.output_dir / config.name)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         measures = "  ".join(f"{m} {v:.4f}" for m, v in scored["measures"].items())
         print(f"  {name:<{width}}  {measures}  p50 {scored['latency_ms']['p50']} ms")
     print(f"-> {config.output_dir / config.name / 'benchmark.json'}")
-    return 0
+    return common.finish(args, "retrieval_benchmark", config, result, config.output_dir / config.name)
 
 
 if __name__ == "__main__":

@@ -198,6 +198,15 @@ def select_gate_set(sets: Mapping[str, tuple[Gate, ...]], result: Any,
     return name, sets[name]
 
 
+def gate_table(result: Any, thresholds: Path | str = DEFAULT_THRESHOLDS) -> list[dict[str, Any]]:
+    """A result's gates from the set its kind names, as stored on an eval run; none when no set names it."""
+    try:
+        _, gates = select_gate_set(load_thresholds(thresholds), result)
+    except GateSetError:
+        return []
+    return [r.as_dict() for r in evaluate_gates(gates, result)]
+
+
 def _shown(value: Any) -> str:
     if value is None:
         return "-"

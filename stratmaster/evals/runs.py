@@ -1,8 +1,11 @@
-"""Eval runs the evals service started: their rows in `eval_runs`, scoped by tenant.
+"""Eval runs: their rows in `eval_runs`, scoped by tenant, as `GET /evals/runs` lists them.
 
-A run is a pipeline (`retrieval_benchmark` or `eval_sweep`) submitted as a Ray job. Its row
-follows the job's status; when the job succeeded, the pipeline's result JSON and its gate
-table are stored on the row, so results outlive the job and its output folder.
+A run the evals service started is a pipeline (`retrieval_benchmark` or `eval_sweep`)
+submitted as a Ray job. Its row follows the job's status; when the job succeeded, the
+pipeline's result JSON and its gate table are stored on the row, so results outlive the
+job and its output folder. A pipeline started any other way (`python -m pipelines.X`,
+`stratmaster job submit`, `ray job submit`) records its finished result with `record()`
+when given `--tenant`, so the API lists it beside the others.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from sqlalchemy.orm import Session
 
 from stratmaster.db.models import EvalRun
 
-KINDS = ("retrieval_benchmark", "eval_sweep")
+# What POST /evals/runs starts; every pipeline can record a finished run.
+STARTABLE_KINDS = ("retrieval_benchmark", "eval_sweep")
+KINDS = (*STARTABLE_KINDS, "compress_corpus")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 
@@ -56,14 +61,26 @@ class EvalRunRepository:
         self._engine = engine
 
     def create(self, tenant: str, kind: str, name: str, config: dict[str, Any]) -> EvalRunRecord:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        """A run about to be submitted: PENDING until its job reports."""
+        return self._insert(STARTABLE_KINDS, tenant, kind, name, config, status="PENDING")
+
+    def record(self, tenant: str, kind: str, name: str, config: dict[str, Any], result: dict[str, Any],
+               gates: list[Any], submission_id: str | None = None,
+               progress: dict[str, Any] | None = None) -> EvalRunRecord:
+        """A run that finished outside the service (a pipeline run by hand or as a job): SUCCEEDED, in one insert."""
+        return self._insert(KINDS, tenant, kind, name, config, status="SUCCEEDED", submission_id=submission_id,
+                            progress=progress, result=result, gates=gates)
+
+    def _insert(self, kinds: tuple[str, ...], tenant: str, kind: str, name: str, config: dict[str, Any],
+                **values: Any) -> EvalRunRecord:
+        if kind not in kinds:
+            raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
         now = datetime.now(UTC)
         run_id = str(uuid.uuid4())
         with self._engine.begin() as connection:
             connection.execute(EvalRun.__table__.insert().values(
-                id=run_id, tenant=tenant, kind=kind, name=name, status="PENDING", config=config,
-                created_at=now, updated_at=now))
+                id=run_id, tenant=tenant, kind=kind, name=name, config=config, created_at=now, updated_at=now,
+                **values))
         found = self.get(tenant, run_id)
         assert found is not None
         return found
@@ -95,7 +112,7 @@ class EvalRunRepository:
 
 
 # --- a run's job and files ----------------------------------------------------------------------
-RESULT_FILES = {"retrieval_benchmark": "benchmark.json", "eval_sweep": "sweep.json"}
+RESULT_FILES = {"retrieval_benchmark": "benchmark.json", "eval_sweep": "sweep.json", "compress_corpus": "compress.json"}
 
 
 class JobRunner(Protocol):

@@ -63,3 +63,30 @@ def test_a_bad_config_is_refused_before_anything_runs(http, bearer, tmp_path):
     answer = http.post("/evals/runs", json=no_dataset, headers=bearer)
     assert answer.status_code == 422 and "config.dataset" in answer.json()["error"]["message"]
     assert http.post("/evals/runs", json={"kind": "compress", "config": {}}, headers=bearer).status_code == 422
+
+
+def test_a_sweep_submitted_by_hand_with_a_tenant_is_listed_by_the_api(http, bearer, platform, cisi_slice, tmp_path):
+    import shlex
+    import sys
+
+    import yaml
+
+    from cluster.jobs import JobsClient
+
+    config = tmp_path / "by-hand.yaml"
+    config.write_text(yaml.safe_dump({"name": "by-hand", "dataset": str(cisi_slice), "grid": {"mode": ["keyword"]}}))
+    root = Path(__file__).resolve().parents[2]
+    entrypoint = (f"cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m pipelines.eval_sweep "
+                  f"--config {shlex.quote(str(config))} --output-dir {shlex.quote(str(tmp_path / 'out'))} "
+                  f"--tenant acme")
+    jobs = JobsClient(platform.dashboard_url)
+    job = jobs.submit(entrypoint)
+    finished = jobs.wait(job, timeout_s=300)
+    assert finished.status == "SUCCEEDED", jobs.logs(job)
+
+    listed = http.get("/evals/runs", headers=bearer).json()["runs"]
+    mine = [r for r in listed if r["job"] == job]
+    assert len(mine) == 1 and mine[0]["status"] == "SUCCEEDED" and mine[0]["kind"] == "eval_sweep"
+    run = http.get(f"/evals/runs/{mine[0]['id']}", headers=bearer).json()
+    assert [row["label"] for row in run["result"]["table"]] == ["keyword"]
+    assert run["gates"] and run["gates_passed"] is all(g["status"] != "fail" for g in run["gates"])

@@ -46,3 +46,15 @@ def test_unknown_kinds_and_fields_are_refused(runs):
     run = runs.create("acme", "eval_sweep", "x", {})
     with pytest.raises(ValueError, match="kind"):
         runs.update("acme", run.id, kind="retrieval_benchmark")
+
+
+def test_a_pipeline_run_elsewhere_is_recorded_finished_with_its_gates(runs):
+    result = {"kind": "compress_corpus", "run": {"ratio": 3.1}}
+    run = runs.record("acme", "compress_corpus", "nightly", {"tenant": "acme"}, result,
+                      [{"gate": "ratio", "status": "pass"}], submission_id="raysubmit_1",
+                      progress={"phase": "done", "done": 4, "total": 4})
+    assert run.status == "SUCCEEDED" and run.finished and run.result == result
+    assert run.submission_id == "raysubmit_1" and run.progress["done"] == 4
+    assert [r.id for r in runs.list("acme")[0]] == [run.id] and runs.list("globex")[1] == 0
+    with pytest.raises(ValueError, match="kind"):
+        runs.record("acme", "nightly_backup", "x", {}, {}, [])
