@@ -1,0 +1,223 @@
+"""Model providers: an OpenAI-compatible chat-completions client and the built-in `local` one.
+
+`OpenAICompatibleProvider` speaks `POST {base_url}/chat/completions` (vLLM, Ollama, a LiteLLM
+proxy, OpenAI) over httpx with a per-attempt timeout, and retries 429, 5xx and connection
+errors with exponential backoff (honouring `Retry-After`, capped). A timeout is not retried:
+a stalled server would multiply the wait, so the router falls back instead.
+
+`LocalExtractiveProvider` needs no model and no network: it answers with sentences taken
+from the messages themselves, picked by their overlap with the question and kept in their
+original order. It is not a language model and says so: its answers carry
+`model: local-extractive`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from stratmaster.router.catalogue import LOCAL_MODEL, ModelEntry, ProviderEntry
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """What a provider is asked: OpenAI-shaped messages and sampling limits."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    content: str
+    model: str  # as the provider reports it
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str
+    latency_ms: float
+    retries: int = 0
+
+
+class ProviderError(Exception):
+    """A provider call that failed after its retries; `outcome` is the ledger's word for it."""
+
+    def __init__(self, outcome: str, message: str, status: int | None = None, retries: int = 0,
+                 latency_ms: float = 0.0) -> None:
+        super().__init__(message)
+        self.outcome, self.message, self.status, self.retries, self.latency_ms = (
+            outcome, message, status, retries, latency_ms)
+
+
+class ChatProvider(Protocol):
+    async def complete(self, call: ChatCall, model: ModelEntry) -> ProviderResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about four characters a token, as OpenAI's rule of thumb)."""
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def prompt_tokens(messages: list[dict[str, str]]) -> int:
+    # ~4 tokens of framing per message, as chat formats add role markers.
+    return sum(estimate_tokens(m.get("content") or "") + 4 for m in messages)
+
+
+# --- OpenAI-compatible -----------------------------------------------------------------------
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, name: str, entry: ProviderEntry, api_key: str | None,
+                 transport: httpx.AsyncBaseTransport | None = None, sleep: Sleep = asyncio.sleep) -> None:
+        assert entry.base_url is not None
+        self.name, self.entry, self._sleep = name, entry, sleep
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        timeout = httpx.Timeout(entry.timeout_s, connect=min(entry.timeout_s, 5.0))
+        self._client = httpx.AsyncClient(base_url=entry.base_url, headers=headers, timeout=timeout,
+                                         transport=transport, trust_env=False)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        wait = self.entry.backoff_s * (2 ** attempt)
+        if retry_after:
+            try:
+                wait = max(wait, float(retry_after))
+            except ValueError:
+                pass  # an HTTP-date: keep our own backoff
+        return min(wait, self.entry.max_backoff_s)
+
+    async def complete(self, call: ChatCall, model: ModelEntry) -> ProviderResult:
+        body: dict[str, Any] = {"model": model.api_name, "messages": call.messages, "max_tokens": call.max_tokens,
+                                "stream": False, **call.extra}
+        if call.temperature is not None:
+            body["temperature"] = call.temperature
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            try:
+                answer = await self._client.post("/chat/completions", json=body)
+            except httpx.TimeoutException as exc:
+                raise ProviderError("timeout", f"{self.name}: no answer within {self.entry.timeout_s:g} s "
+                                    f"({type(exc).__name__})", retries=attempt, latency_ms=_ms(started)) from None
+            except httpx.TransportError as exc:
+                if attempt < self.entry.max_retries:
+                    await self._sleep(self._backoff(attempt, None))
+                    attempt += 1
+                    continue
+                raise ProviderError("connection_error", f"{self.name}: {type(exc).__name__}: {exc}",
+                                    retries=attempt, latency_ms=_ms(started)) from None
+            if answer.status_code in RETRYABLE_STATUS and attempt < self.entry.max_retries:
+                await self._sleep(self._backoff(attempt, answer.headers.get("retry-after")))
+                attempt += 1
+                continue
+            if answer.status_code >= 400:
+                outcome = ("rate_limited" if answer.status_code == 429 else
+                           "server_error" if answer.status_code >= 500 else "client_error")
+                raise ProviderError(outcome, f"{self.name}: HTTP {answer.status_code}: {answer.text[:300]}",
+                                    status=answer.status_code, retries=attempt, latency_ms=_ms(started))
+            return self._result(answer, call, attempt, started)
+
+    def _result(self, answer: httpx.Response, call: ChatCall, retries: int, started: float) -> ProviderResult:
+        try:
+            data = answer.json()
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+            usage = data.get("usage") or {}
+            tokens_in = int(usage.get("prompt_tokens") or prompt_tokens(call.messages))
+            tokens_out = int(usage.get("completion_tokens") or estimate_tokens(content))
+            return ProviderResult(content, str(data.get("model") or ""), tokens_in, tokens_out,
+                                  str(choice.get("finish_reason") or "stop"), _ms(started), retries)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ProviderError("bad_response", f"{self.name}: not a chat completion ({type(exc).__name__}: {exc})",
+                                status=answer.status_code, retries=retries, latency_ms=_ms(started)) from None
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+# --- local extractive ---------------------------------------------------------------------
+
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)", re.MULTILINE)
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("""a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has have having he
+her here hers him his how i if in into is it its just me more most my no nor not now of off on once only or other our
+out over own same she should so some such than that the their them then there these they this those through to too
+under until up very was we were what when where which while who whom why will with would you your""".split())
+
+
+def _terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
+
+
+def extract_answer(messages: list[dict[str, str]], max_tokens: int) -> str:
+    """Sentences from the messages that best match the question, in their original order.
+
+    The question is the last user message's last sentence; every other sentence of the
+    conversation is a candidate, scored by the IDF-weighted overlap of its terms with the
+    question's (ties go to the earlier sentence). As many as fit `max_tokens` are kept.
+    With no overlap at all, the leading sentences are the answer (a summary's best guess).
+    """
+    sentences: list[str] = []
+    question = ""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            continue
+        found = [s.strip() for s in _SENTENCE.findall(message.get("content") or "") if s.strip()]
+        if index == last_user and found:
+            question = found[-1]
+            found = found[:-1]
+        sentences.extend(found)
+    if not sentences:
+        return question
+    wanted = set(_terms(question))
+    documents = [set(_terms(s)) for s in sentences]
+    df = Counter(t for terms in documents for t in terms)
+    n = len(sentences)
+    scores = [sum(math.log(1 + n / df[t]) for t in terms & wanted) for terms in documents]
+    order = sorted(range(n), key=lambda i: (-scores[i], i)) if any(scores) else list(range(n))
+    kept: list[int] = []
+    used = 0
+    for i in order:
+        if any(scores) and scores[i] == 0:
+            break
+        cost = estimate_tokens(sentences[i])
+        if used + cost > max_tokens and kept:
+            continue
+        kept.append(i)
+        used += cost
+        if used >= max_tokens:
+            break
+    return " ".join(sentences[i] for i in sorted(kept))
+
+
+class LocalExtractiveProvider:
+    """Answers from the supplied text, offline; never a language model."""
+
+    async def complete(self, call: ChatCall, model: ModelEntry) -> ProviderResult:
+        started = time.perf_counter()
+        content = extract_answer(call.messages, call.max_tokens)
+        return ProviderResult(content, LOCAL_MODEL, prompt_tokens(call.messages), estimate_tokens(content),
+                              "stop", _ms(started))
+
+    async def aclose(self) -> None:
+        pass

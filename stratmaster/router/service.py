@@ -1,0 +1,399 @@
+"""Routing: which model serves a tenant's task, calling it, falling back, and accounting for it.
+
+`Router.decide` turns (tenant, task, prompt size, temperature) into an ordered list of
+candidates: the policy's primary and fallbacks, minus what the policy's constraints, a
+disabled provider, a missing API key, the context window or a cooldown exclude. With
+recommender v2 on, Thompson sampling over the eligible models picks the first (the rest
+keep policy order); off, policy order alone decides.
+
+`Router.complete` checks the tenant's budget (exhausted: `BudgetExhausted`, a 402), then
+tries the candidates in order: a failure (after the provider's own retries) or a timeout
+puts that model in cooldown for `routing.cooldown_s` and moves on to the next. Every
+attempt is a ledger row; the answer's cost is added to the tenant's spend in the same
+transaction. Cooldowns live in the replica's memory (each replica learns on its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stratmaster.router.bandit import ArmState, ThompsonRecommender, reward
+from stratmaster.router.catalogue import Catalogue, ModelEntry, ProviderEntry
+from stratmaster.router.providers import (
+    ChatCall,
+    ChatProvider,
+    LocalExtractiveProvider,
+    OpenAICompatibleProvider,
+    ProviderError,
+    prompt_tokens,
+)
+from stratmaster.router.repository import CallRecord, RouterRepository, new_call, period_bounds
+from stratmaster.telemetry import NULL, Counter
+
+log = logging.getLogger("stratmaster.router")
+
+
+class RoutingError(Exception):
+    """A request the router refuses or cannot serve; `status` is the HTTP status to answer."""
+
+    status = 422
+    code = "routing_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message, self.details = message, details
+
+
+class InvalidRequest(RoutingError):
+    status, code = 422, "invalid_request"
+
+
+class NoEligibleModel(RoutingError):
+    status, code = 422, "no_eligible_model"
+
+
+class BudgetExhausted(RoutingError):
+    status, code = 402, "budget_exhausted"
+
+
+class AllModelsFailed(RoutingError):
+    status, code = 502, "all_models_failed"
+
+
+class NotFound(RoutingError):
+    status, code = 404, "not_found"
+
+
+class AlreadyRated(RoutingError):
+    status, code = 409, "conflict"
+
+
+class Cooldowns:
+    """Models skipped until a moment, after they failed; per process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[str, tuple[float, str]] = {}
+
+    def cool(self, model: str, seconds: float, reason: str) -> None:
+        if seconds > 0:
+            self._until[model] = (self._clock() + seconds, reason)
+
+    def remaining(self, model: str) -> tuple[float, str] | None:
+        found = self._until.get(model)
+        if found is None:
+            return None
+        left = found[0] - self._clock()
+        if left <= 0:
+            self._until.pop(model, None)
+            return None
+        return left, found[1]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    tenant: str
+    period: str
+    period_key: str
+    limit_usd: float | None
+    spent_usd: float
+    period_start: datetime | None
+    resets_at: datetime | None
+
+    @property
+    def remaining_usd(self) -> float | None:
+        return None if self.limit_usd is None else max(self.limit_usd - self.spent_usd, 0.0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit_usd is not None and self.spent_usd >= self.limit_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "period": self.period, "period_key": self.period_key,
+                "limit_usd": self.limit_usd, "spent_usd": round(self.spent_usd, 6),
+                "remaining_usd": None if self.remaining_usd is None else round(self.remaining_usd, 6),
+                "exhausted": self.exhausted,
+                "period_start": self.period_start.isoformat() if self.period_start else None,
+                "resets_at": self.resets_at.isoformat() if self.resets_at else None}
+
+    def refusal(self) -> str:
+        window = {"day": "today", "month": "this month", "total": "in total"}[self.period]
+        resets = f"; it resets at {self.resets_at.isoformat()}" if self.resets_at else ""
+        return (f"budget exhausted: tenant {self.tenant!r} has spent ${self.spent_usd:.4f} of its "
+                f"${self.limit_usd:.2f} {window} ({self.period_key}){resets}")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    tenant: str
+    task: str
+    policy: str
+    candidates: list[str]
+    excluded: list[dict[str, str]]
+    why: str
+    chooser: str  # "policy", "request" or "recommender-v2"
+    prompt_tokens: int
+    max_tokens: int
+    temperature: float | None
+    temperature_capped_from: float | None = None
+    recommender: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "task": self.task, "policy": self.policy,
+                "model": self.candidates[0], "fallbacks": self.candidates[1:], "why": self.why,
+                "chosen_by": self.chooser, "excluded": self.excluded, "prompt_tokens": self.prompt_tokens,
+                "max_tokens": self.max_tokens, "temperature": self.temperature,
+                "temperature_capped_from": self.temperature_capped_from, "recommender": self.recommender}
+
+
+@dataclass(slots=True)
+class Completion:
+    call: CallRecord
+    content: str
+    provider_model: str
+    finish_reason: str
+    decision: Decision
+    fallbacks_tried: list[dict[str, Any]]
+    router_overhead_ms: float = 0.0
+    provider_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_providers(catalogue: Catalogue, environ: Mapping[str, str] | None = None) -> dict[str, ChatProvider]:
+    """A client per enabled provider; API keys come from the variables the catalogue names."""
+    environ = os.environ if environ is None else environ
+    built: dict[str, ChatProvider] = {}
+    for name, entry in catalogue.providers.items():
+        if not entry.enabled:
+            continue
+        if entry.kind == "local":
+            built[name] = LocalExtractiveProvider()
+        else:
+            key = environ.get(entry.api_key_env) if entry.api_key_env else None
+            if entry.api_key_env and not key:
+                continue  # excluded at routing time, with the variable named
+            built[name] = OpenAICompatibleProvider(name, entry, key)
+    return built
+
+
+class Router:
+    def __init__(self, catalogue: Catalogue, repository: RouterRepository, providers: Mapping[str, ChatProvider], *,
+                 recommender_enabled: bool = False, recommender: ThompsonRecommender | None = None,
+                 cooldowns: Cooldowns | None = None, decisions: Counter = NULL,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.catalogue, self.repository, self.providers = catalogue, repository, dict(providers)
+        self.recommender_enabled = recommender_enabled
+        self.recommender = recommender or ThompsonRecommender()
+        self.cooldowns = cooldowns or Cooldowns()
+        self._decisions, self._now = decisions, now
+        self._tasks = {task for tasks in catalogue.policies.values() for task in tasks}
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(p.aclose() for p in self.providers.values()))
+
+    # --- budgets ----------------------------------------------------------------------------
+    def budget(self, tenant: str) -> BudgetStatus:
+        budget = self.catalogue.budgets.for_tenant(tenant)
+        key, start, end = period_bounds(budget.period, self._now())
+        return BudgetStatus(tenant, budget.period, key, budget.limit_usd, self.repository.spent(tenant, key),
+                            start, end)
+
+    # --- deciding ---------------------------------------------------------------------------
+    def _exclusion(self, name: str, provider_name: str, provider: ProviderEntry, entry: ModelEntry,
+                   policy_constraints: Any, needed: int) -> str | None:
+        c = policy_constraints
+        if not provider.enabled:
+            return f"provider {provider_name!r} is disabled in the catalogue"
+        if provider_name not in self.providers:
+            return f"provider {provider_name!r} has no API key: {provider.api_key_env} is unset"
+        if provider.external and not c.allow_external:
+            return "the policy keeps data in the cluster and this provider is outside it"
+        if c.max_input_per_1k is not None and entry.input_per_1k > c.max_input_per_1k:
+            return f"prompt price ${entry.input_per_1k}/1k is over the policy's ${c.max_input_per_1k}/1k"
+        if c.max_output_per_1k is not None and entry.output_per_1k > c.max_output_per_1k:
+            return f"completion price ${entry.output_per_1k}/1k is over the policy's ${c.max_output_per_1k}/1k"
+        if c.min_context_window is not None and entry.context_window < c.min_context_window:
+            return f"context window {entry.context_window} is under the policy's {c.min_context_window}"
+        if needed > entry.context_window:
+            return f"prompt plus max_tokens ({needed} tokens) exceeds its context window of {entry.context_window}"
+        return None
+
+    def decide(self, tenant: str, task: str, messages: list[dict[str, str]], max_tokens: int | None = None,
+               temperature: float | None = None, model: str | None = None) -> Decision:
+        policy_path, policy = self.catalogue.policy(tenant, task)
+        names = policy.candidates
+        if model is not None:
+            if model not in self.catalogue.model_names():
+                raise InvalidRequest(f"model: {model!r} is not in the catalogue; GET /router/models lists them")
+            names = [model, *[n for n in names if n != model]]
+        tokens_in = prompt_tokens(messages)
+        max_out = max_tokens or self.catalogue.routing.default_max_tokens
+        eligible: list[str] = []
+        excluded: list[dict[str, str]] = []
+        cooling: list[str] = []
+        for name in names:
+            provider_name, provider, entry = self.catalogue.model(name)
+            reason = self._exclusion(name, provider_name, provider, entry, policy.constraints, tokens_in + max_out)
+            if reason is not None:
+                excluded.append({"model": name, "reason": reason})
+                continue
+            cooled = self.cooldowns.remaining(name)
+            if cooled is not None:
+                excluded.append({"model": name, "reason": f"cooling down for {cooled[0]:.1f} s after {cooled[1]}"})
+                cooling.append(name)
+                continue
+            eligible.append(name)
+        note = ""
+        if not eligible and cooling:
+            eligible, note = cooling, "; every eligible model is cooling down, so they are tried anyway"
+        if not eligible:
+            raise NoEligibleModel(f"no model in {policy_path} can serve this request: "
+                                  + "; ".join(f"{e['model']}: {e['reason']}" for e in excluded),
+                                  {"policy": policy_path, "excluded": excluded})
+        if model is not None and eligible[0] != model:
+            reason = next(e["reason"] for e in excluded if e["model"] == model)
+            raise NoEligibleModel(f"model: {model!r} cannot serve this request under {policy_path}: {reason}",
+                                  {"policy": policy_path, "excluded": excluded})
+        chooser, picked = "policy", None
+        if model is not None:
+            chooser, why = "request", f"the request named {model!r}"
+        elif self.recommender_enabled and len(eligible) > 1:
+            arms = self.repository.arms(tenant, task)
+            pick = self.recommender.choose(eligible, arms)
+            eligible = [pick.model, *[n for n in eligible if n != pick.model]]
+            chooser = "recommender-v2"
+            mean = pick.state.mean
+            picked = {"method": "thompson", "draw": round(pick.draw, 4), "pulls": pick.state.pulls,
+                      "mean_reward": None if mean is None else round(mean, 4),
+                      "arms": {n: {"pulls": s.pulls, "mean_reward": None if s.mean is None else round(s.mean, 4)}
+                               for n, s in arms.items() if n in eligible}}
+            why = (f"recommender v2 (Thompson sampling) drew {pick.draw:.3f} for {pick.model!r} "
+                   f"({pick.state.pulls} rated calls, mean reward "
+                   f"{'none yet' if mean is None else f'{mean:.3f}'}) among {len(eligible)} eligible models "
+                   f"of {policy_path}")
+        elif eligible[0] == policy.primary:
+            why = f"primary of {policy_path}"
+        else:
+            position = policy.fallbacks.index(eligible[0]) + 1
+            why = (f"fallback {position} of {policy_path}; skipped: "
+                   + "; ".join(f"{e['model']}: {e['reason']}" for e in excluded))
+        capped_from = None
+        if temperature is not None and policy.constraints.max_temperature is not None \
+                and temperature > policy.constraints.max_temperature:
+            capped_from, temperature = temperature, policy.constraints.max_temperature
+            why += f"; temperature capped at {temperature} by the policy"
+        return Decision(tenant, task, policy_path, eligible, excluded, why + note, chooser, tokens_in, max_out,
+                        temperature, capped_from, picked)
+
+    # --- calling ----------------------------------------------------------------------------
+    def _task_label(self, task: str) -> str:
+        return task if task in self._tasks else "other"
+
+    async def complete(self, tenant: str, task: str, messages: list[dict[str, str]], *,
+                       max_tokens: int | None = None, temperature: float | None = None, model: str | None = None,
+                       request_id: str | None = None, extra: dict[str, Any] | None = None) -> Completion:
+        started = time.perf_counter()
+        status = await asyncio.to_thread(self.budget, tenant)
+        if status.exhausted:
+            self._decisions.inc(1.0, {"task": self._task_label(task), "model": "none", "outcome": "budget_exhausted"})
+            raise BudgetExhausted(status.refusal(), status.as_dict())
+        decision = await asyncio.to_thread(self.decide, tenant, task, messages, max_tokens, temperature, model)
+        call = ChatCall(messages, decision.max_tokens, decision.temperature, extra or {})
+        attempts: list[CallRecord] = []
+        tried: list[dict[str, Any]] = []
+        provider_ms = 0.0
+        for attempt, name in enumerate(decision.candidates):
+            provider_name, _, entry = self.catalogue.model(name)
+            try:
+                result = await self.providers[provider_name].complete(call, entry)
+            except ProviderError as exc:
+                provider_ms += exc.latency_ms
+                self.cooldowns.cool(name, self.catalogue.routing.cooldown_s, exc.outcome)
+                attempts.append(new_call(tenant, task, name, provider_name, attempt, exc.outcome,
+                                         status_code=exc.status, latency_ms=exc.latency_ms, request_id=request_id,
+                                         error=exc.message))
+                tried.append({"model": name, "outcome": exc.outcome, "status_code": exc.status,
+                              "retries": exc.retries, "latency_ms": exc.latency_ms, "error": exc.message})
+                self._decisions.inc(1.0, {"task": self._task_label(task), "model": name, "outcome": exc.outcome})
+                log.warning("model call failed", extra={"model": name, "outcome": exc.outcome, "attempt": attempt})
+                continue
+            provider_ms += result.latency_ms
+            cost = entry.cost_usd(result.tokens_in, result.tokens_out)
+            record = new_call(tenant, task, name, provider_name, attempt, "ok", status_code=None,
+                              tokens_in=result.tokens_in, tokens_out=result.tokens_out, cost_usd=cost,
+                              latency_ms=result.latency_ms, request_id=request_id)
+            attempts.append(record)
+            await asyncio.to_thread(self._account, tenant, task, attempts, status.period_key)
+            self._decisions.inc(1.0, {"task": self._task_label(task), "model": name,
+                                      "outcome": "ok" if attempt == 0 else "ok_after_fallback"})
+            overhead = (time.perf_counter() - started) * 1000 - provider_ms
+            return Completion(record, result.content, result.model or name, result.finish_reason, decision, tried,
+                              round(overhead, 3), round(provider_ms, 3),
+                              {"retries": result.retries})
+        await asyncio.to_thread(self._account, tenant, task, attempts, status.period_key)
+        raise AllModelsFailed(f"every model {decision.policy} allows failed: "
+                              + "; ".join(f"{t['model']}: {t['outcome']}" for t in tried),
+                              {"policy": decision.policy, "fallbacks_tried": tried})
+
+    def _account(self, tenant: str, task: str, attempts: list[CallRecord], spend_key: str) -> None:
+        self.repository.record(attempts, spend_key)
+        # A failed call is a zero reward for that model's arm (kept whether or not the flag is on).
+        for failed in attempts:
+            if failed.outcome != "ok":
+                self.repository.reward_arm(tenant, task, failed.model, 0.0)
+
+    # --- learning ---------------------------------------------------------------------------
+    def feedback(self, tenant: str, score: float, call_id: str | None = None, task: str | None = None,
+                 model: str | None = None) -> dict[str, Any]:
+        """Rate a call (or, without one, a model on a task, e.g. an eval score); the arm's new state."""
+        weights = self.catalogue.routing.reward
+        if call_id is not None:
+            call = self.repository.get(tenant, call_id)
+            if call is None:
+                raise NotFound(f"call_id: no call {call_id!r} for this tenant")
+            if call.outcome != "ok":
+                raise AlreadyRated(f"call_id: call {call_id!r} failed ({call.outcome}); it was scored 0 then")
+            if not self.repository.set_quality(tenant, call_id, score):
+                raise AlreadyRated(f"call_id: call {call_id!r} already has feedback")
+            value = reward(weights, score, call.latency_ms, call.cost_usd)
+            task, model = call.task, call.model
+        else:
+            if task is None or model is None:
+                raise InvalidRequest("give call_id, or task and model")
+            if model not in self.catalogue.model_names():
+                raise InvalidRequest(f"model: {model!r} is not in the catalogue")
+            value = reward(weights, score)
+        arm = self.repository.reward_arm(tenant, task, model, value)
+        return {"task": task, "model": model, "call_id": call_id, "reward": round(value, 6),
+                "arm": {"pulls": arm.pulls, "mean_reward": round(arm.mean or 0.0, 6)},
+                "recommender_enabled": self.recommender_enabled}
+
+    def arms(self, tenant: str, task: str) -> dict[str, ArmState]:
+        return self.repository.arms(tenant, task)
+
+    # --- describing -------------------------------------------------------------------------
+    def models(self, tenant: str) -> list[dict[str, Any]]:
+        described = []
+        for provider_name, provider in self.catalogue.providers.items():
+            for entry in provider.models:
+                cooled = self.cooldowns.remaining(entry.name)
+                available = provider.enabled and provider_name in self.providers
+                described.append({
+                    "name": entry.name, "provider": provider_name, "kind": provider.kind,
+                    "provider_model": entry.api_name, "input_per_1k_usd": entry.input_per_1k,
+                    "output_per_1k_usd": entry.output_per_1k, "context_window": entry.context_window,
+                    "data_leaves_cluster": provider.external, "available": available,
+                    "cooldown_s": None if cooled is None else round(cooled[0], 1)})
+        return described
+
+    def policies(self, tenant: str) -> dict[str, Any]:
+        """The policies that apply to this tenant: its own and the platform default's."""
+        return {who: {task: p.model_dump() for task, p in tasks.items()}
+                for who, tasks in self.catalogue.policies.items() if who in (tenant, "default")}
