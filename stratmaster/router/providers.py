@@ -165,7 +165,9 @@ under until up very was we were what when where which while who whom why will wi
 
 
 def _terms(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
+    # A plural-only stemmer: enough for "prices" to meet "price" without a stemming library.
+    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+            for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
 
 
 def extract_answer(messages: list[dict[str, str]], max_tokens: int) -> str:
