@@ -11,8 +11,13 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
+# One BLAS thread per process, read when numpy loads: a task holds one CPU (num_cpus=1), and
+# OpenBLAS's spinning threads would take the CPU of the task beside it. Ray's workers inherit
+# it from this driver; `--sequential` runs its cells on the same single thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -167,8 +172,12 @@ def dataset_key(dataset: Path, split: str) -> str:
     return hashlib.sha256(f"{Path(dataset).resolve()}\x00{split}".encode()).hexdigest()[:12]
 
 
+@functools.lru_cache(maxsize=2)
 def embedder(precision: str) -> Any:
-    """The knowledge service's model variant (the platform embeds chunks and queries alike)."""
+    """The knowledge service's model variant (the platform embeds chunks and queries alike).
+
+    One per process and precision: a Ray worker runs many cells, and loading the ONNX
+    session costs 0.1-0.3 s, which 16 cells would otherwise pay 16 times."""
     from stratmaster.knowledge.onnx_embedding import OnnxEmbedder
     from stratmaster.settings import load_settings
 
