@@ -23,6 +23,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray
 import heapq  # noqa: E402
 import itertools  # noqa: E402
 import shutil  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -144,9 +145,81 @@ def plot(path: Path, rows: list[dict[str, Any]], front: list[str], quality: str)
 
 
 # --- driver -----------------------------------------------------------------------------------
-def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True) -> dict[str, Any]:
+def _cost_order(cells: Sequence[RetrievalSetting]) -> list[RetrievalSetting]:
+    """Costliest first (more candidates, more modes to fuse), so no long cell is left alone at the end."""
+    return sorted(cells, key=lambda c: (c.mode != "hybrid", -(c.candidates or 200)))
+
+
+def _parallel_pass(config: SweepConfig, cells: Sequence[RetrievalSetting], snapshots: dict[int | None, Any],
+                   on_row: Any, label: str) -> dict[str, Any]:
+    """One Ray task per cell; `on_row` sees each row as it finishes. The pass's timings."""
+    import ray
     from tqdm import tqdm
 
+    cell = ray.remote(num_cpus=1)(score_cell)
+    args = (str(config.dataset), config.split)
+    started = time.perf_counter()
+    submitted_at = time.time()
+    pending = {cell.remote(c.model_dump_json(), snapshots[c.chunk_tokens], *args, config.k, config.measures,
+                           config.embedding_precision): c for c in _cost_order(cells)}
+    busy, finished = 0.0, []
+    with tqdm(total=len(cells), desc=label, unit="cell", file=sys.stderr) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            row = ray.get(done[0])
+            pending.pop(done[0])
+            busy += row["cell_seconds"]
+            finished.append(row)
+            on_row(row, len(pending))
+            bar.update(1)
+    wall = time.perf_counter() - started
+    slots = max(1, min(len(cells), int(ray.cluster_resources().get("CPU", 1))))
+    return {"cells": len(cells), "cells_wall_seconds": round(wall, 2), "cell_seconds_sum": round(busy, 2),
+            "slots": slots,
+            # slots idle for any reason (scheduling, start-up, the last cells' tail)
+            "idle_share": round(max(0.0, 1 - busy / (slots * wall)), 4),
+            "scheduling_overhead_share": round(scheduling_overhead(finished, submitted_at, slots, wall), 4)}
+
+
+def _sequential_pass(config: SweepConfig, cells: Sequence[RetrievalSetting], snapshots: dict[int | None, bytes],
+                     on_row: Any, label: str) -> dict[str, Any]:
+    """The same cells one after another in this process (the speed comparison's baseline)."""
+    from tqdm import tqdm
+
+    args = (str(config.dataset), config.split)
+    started = time.perf_counter()
+    busy = 0.0
+    for setting in tqdm(cells, desc=label, unit="cell", file=sys.stderr):
+        row = score_cell(setting.model_dump_json(), snapshots[setting.chunk_tokens], *args, config.k,
+                         config.measures, config.embedding_precision)
+        busy += row["cell_seconds"]
+        on_row(row, 0)
+    return {"cells": len(cells), "cells_wall_seconds": round(time.perf_counter() - started, 2),
+            "cell_seconds_sum": round(busy, 2)}
+
+
+def speed_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The speedup of each round (sequential over parallel wall time) and their median, with verdicts."""
+    for entry in rounds:
+        entry["speedup"] = round(entry["sequential"]["cells_wall_seconds"]
+                                 / entry["parallel"]["cells_wall_seconds"], 2)
+    speedup = round(statistics.median(r["speedup"] for r in rounds), 2)
+    overhead = round(statistics.median(r["parallel"]["scheduling_overhead_share"] for r in rounds), 4)
+    return {"speedup": speedup, "speed_rounds": rounds, "verdicts": [
+        {"measure": "speedup over one process", "value": speedup, "target": f">= {TARGET_SPEEDUP}",
+         "met": speedup >= TARGET_SPEEDUP, "rounds": [r["speedup"] for r in rounds]},
+        {"measure": "scheduling overhead share", "value": overhead, "target": f"< {TARGET_OVERHEAD}",
+         "met": overhead < TARGET_OVERHEAD}]}
+
+
+def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True, rounds: int = 1) -> dict[str, Any]:
+    """Score the cells not already finished; with `sequential` also time them one after another.
+
+    With `rounds` > 1 (and both modes) the comparison is repeated, every cell each time,
+    alternating which mode goes first, and the median speedup is reported: the speed of a
+    shared VM drifts by 10% from one minute to the next, which one pair of runs cannot tell
+    from the code.
+    """
     out, work = config.output_dir / config.name, work_dir(config)
     cells_dir = out / "cells"
     cache_file = str((work / "embedding-cache.sqlite3").resolve())
@@ -159,71 +232,55 @@ def run(config: SweepConfig, *, sequential: bool = False, parallel: bool = True)
                               "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
                               "config": config.model_dump(mode="json"), "cells": len(cells),
                               "reused_cells": len(cells) - len(todo)}
-    chunk_sizes = sorted({c.chunk_tokens for c in todo}, key=lambda v: (v is None, v or 0))
 
     def snapshot_path(chunk: int | None) -> Path:
         return work / f"index-{chunk or 'default'}-{config.embedding_precision}-{dataset_key}.tar"
 
-    args = (str(config.dataset), config.split)
-    if parallel and todo:
-        import ray
+    def keep(row: dict[str, Any], left: int) -> None:
+        write_json(cells_dir / f"{row['key']}-{dataset_key}.json", row)
+        common.report_progress(out, "cells", len(cells) - left, len(cells))
 
-        common.init_ray()
-        cell = ray.remote(num_cpus=1)(score_cell)
+    def timing_only(row: dict[str, Any], left: int) -> None:
+        pass
+
+    args = (str(config.dataset), config.split)
+    needed = todo if not sequential else cells
+    snapshots_bytes: dict[int | None, bytes] = {}
+    refs: dict[int | None, Any] = {}
+    if (parallel and todo) or sequential:
         common.report_progress(out, "indexing", len(cells) - len(todo), len(cells))
+        if parallel and todo:
+            common.init_ray()
         started = time.perf_counter()
-        snapshots = {}
-        for chunk in chunk_sizes:
+        for chunk in sorted({c.chunk_tokens for c in needed}, key=lambda v: (v is None, v or 0)):
             data, built = common.snapshot(snapshot_path(chunk), *args, chunk, config.embedding_precision, cache_file,
-                                          remote=True)
+                                          remote=parallel and bool(todo))
             if built:
                 result.setdefault("indexes", {})[str(chunk)] = built
-            snapshots[chunk] = ray.put(data)
-        indexed = time.perf_counter()
-        # Costliest first (more candidates, more modes to fuse), so no long cell is left alone at the end.
-        ordered = sorted(todo, key=lambda c: (c.mode != "hybrid", -(c.candidates or 200)))
-        pending = {cell.remote(c.model_dump_json(), snapshots[c.chunk_tokens], *args, config.k, config.measures,
-                               config.embedding_precision): c for c in ordered}
-        busy, finished = 0.0, []
-        submitted_at = time.time()
-        with tqdm(total=len(todo), desc=f"sweep {config.name}", unit="cell", file=sys.stderr) as bar:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                row = ray.get(done[0])
-                pending.pop(done[0])
-                busy += row["cell_seconds"]
-                finished.append(row)
-                write_json(cells_dir / f"{row['key']}-{dataset_key}.json", row)
-                bar.update(1)
-                common.report_progress(out, "cells", len(cells) - len(pending), len(cells))
-        wall = time.perf_counter() - indexed
-        slots = max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 1))))
-        result["parallel"] = {"cells": len(todo), "index_seconds": round(indexed - started, 2),
-                              "cells_wall_seconds": round(wall, 2), "cell_seconds_sum": round(busy, 2),
-                              "slots": slots,
-                              # slots idle for any reason (scheduling, start-up, the last cells' tail)
-                              "idle_share": round(max(0.0, 1 - busy / (slots * wall)), 4),
-                              "scheduling_overhead_share": round(scheduling_overhead(finished, submitted_at, slots,
-                                                                                     wall), 4)}
+            snapshots_bytes[chunk] = data
+        index_seconds = round(time.perf_counter() - started, 2)
+        if parallel and todo:
+            import ray
+
+            refs = {chunk: ray.put(data) for chunk, data in snapshots_bytes.items()}
+    if parallel and todo:
+        result["parallel"] = {**_parallel_pass(config, todo, refs, keep, f"sweep {config.name}"),
+                              "index_seconds": index_seconds}
     if sequential:
-        snapshots_bytes = {chunk: common.snapshot(snapshot_path(chunk), *args, chunk, config.embedding_precision,
-                                                  cache_file, remote=False)[0]
-                           for chunk in {s.chunk_tokens for s in cells}}
-        indexed = time.perf_counter()
-        for setting in tqdm(cells, desc=f"sequential {config.name}", unit="cell", file=sys.stderr):
-            row = score_cell(setting.model_dump_json(), snapshots_bytes[setting.chunk_tokens], *args, config.k,
-                             config.measures, config.embedding_precision)
-            write_json(cells_dir / f"{row['key']}-{dataset_key}.json", row)
-        result["sequential"] = {"cells": len(cells), "cells_wall_seconds": round(time.perf_counter() - indexed, 2)}
+        result["sequential"] = _sequential_pass(config, cells, snapshots_bytes, keep, f"sequential {config.name}")
     if "parallel" in result and "sequential" in result and result["parallel"]["cells"] == len(cells):
-        result["speedup"] = round(result["sequential"]["cells_wall_seconds"]
-                                  / result["parallel"]["cells_wall_seconds"], 2)
-        overhead = result["parallel"]["scheduling_overhead_share"]
-        result["verdicts"] = [
-            {"measure": "speedup over one process", "value": result["speedup"], "target": f">= {TARGET_SPEEDUP}",
-             "met": result["speedup"] >= TARGET_SPEEDUP},
-            {"measure": "scheduling overhead share", "value": overhead, "target": f"< {TARGET_OVERHEAD}",
-             "met": overhead < TARGET_OVERHEAD}]
+        measured = [{"parallel": result["parallel"], "sequential": result["sequential"]}]
+        for n in range(2, rounds + 1):
+            first_sequential = n % 2 == 0  # round 1 ran parallel first
+            entry: dict[str, Any] = {}
+            for mode in (("sequential", "parallel") if first_sequential else ("parallel", "sequential")):
+                if mode == "parallel":
+                    entry[mode] = _parallel_pass(config, cells, refs, timing_only, f"round {n} parallel")
+                else:
+                    entry[mode] = _sequential_pass(config, cells, snapshots_bytes, timing_only,
+                                                   f"round {n} sequential")
+            measured.append({"parallel": entry["parallel"], "sequential": entry["sequential"]})
+        result.update(speed_summary(measured))
     rows = [common.read_json(cells_dir / f"{c.key()}-{dataset_key}.json") for c in cells]
     rows = [r for r in rows if r is not None]
     if rows:
@@ -246,13 +303,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="forget finished cells, index snapshots and cached embeddings first")
     parser.add_argument("--sequential", action="store_true",
                         help="also run every cell one after another in this process (speed comparison)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="with --sequential on a fresh sweep: repeat the comparison N times, alternating "
+                             "which mode goes first, and report the median speedup (default 1)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     config = common.with_output_dir(config, args.output_dir)
     if args.fresh:
         shutil.rmtree(config.output_dir / config.name, ignore_errors=True)
         shutil.rmtree(work_dir(config), ignore_errors=True)
-    result = run(config, sequential=args.sequential)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    result = run(config, sequential=args.sequential, rounds=args.rounds)
     summary = {k: result.get(k) for k in ("name", "cells", "reused_cells", "parallel", "sequential", "speedup",
                                           "verdicts", "best_per_measure")}
     print(yaml.safe_dump(summary, sort_keys=False), end="")

@@ -27,13 +27,13 @@ esac
 case "$which" in
   platform) exec .venv/bin/python -m bench.platform_bench "$@" ;;
   retrieval) exec .venv/bin/python -m bench.retrieval_bench "$@" ;;
-  sweep) exec .venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential "$@" ;;
+  sweep) exec .venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential --rounds 3 "$@" ;;
   compression) exec .venv/bin/python -m bench.compression_bench "$@" ;;
 esac
 status=0
 .venv/bin/python -m bench.platform_bench "$@" || status=$?
 .venv/bin/python -m bench.retrieval_bench "$@" || { rc=$?; (( status )) || status=$rc; }
-.venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential \
+.venv/bin/python -m pipelines.eval_sweep --config configs/sweeps/cisi-fusion.yaml --fresh --sequential --rounds 3 \
   || { rc=$?; (( status )) || status=$rc; }
 .venv/bin/python -m bench.compression_bench || { rc=$?; (( status )) || status=$rc; }
 exit "$status"

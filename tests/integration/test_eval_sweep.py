@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.eval_sweep import SweepConfig, pareto_front, run, work_dir
+from pipelines.eval_sweep import SweepConfig, pareto_front, run, speed_summary, work_dir
 
 pytestmark = pytest.mark.cluster
 
@@ -35,6 +35,27 @@ def test_a_sweep_scores_every_cell_and_a_rerun_recomputes_none(platform, config)
     again = run(config)
     assert again["reused_cells"] == 2 and "parallel" not in again
     assert again["table"] == first["table"]
+
+
+def test_speed_rounds_repeat_the_comparison_without_changing_the_results(platform, config):
+    result = run(config, sequential=True, rounds=2)
+    assert [set(r) for r in result["speed_rounds"]] == [{"parallel", "sequential", "speedup"}] * 2
+    assert all(r["parallel"]["cells"] == r["sequential"]["cells"] == 2 for r in result["speed_rounds"])
+    assert result["verdicts"][0]["rounds"] == [r["speedup"] for r in result["speed_rounds"]]
+    assert {row["label"] for row in result["table"]} == {"keyword keyword_weight=0.3", "hybrid keyword_weight=0.3"}
+
+
+def test_the_reported_speedup_is_the_median_of_the_rounds():
+    def entry(parallel_s, sequential_s, overhead):
+        return {"parallel": {"cells_wall_seconds": parallel_s, "scheduling_overhead_share": overhead},
+                "sequential": {"cells_wall_seconds": sequential_s}}
+
+    summary = speed_summary([entry(20.0, 30.0, 0.01), entry(20.0, 40.0, 0.02), entry(20.0, 36.0, 0.09)])
+    assert [r["speedup"] for r in summary["speed_rounds"]] == [1.5, 2.0, 1.8]
+    assert summary["speedup"] == 1.8
+    speedup, overhead = summary["verdicts"]
+    assert speedup["met"] and speedup["rounds"] == [1.5, 2.0, 1.8]
+    assert overhead["value"] == 0.02 and overhead["met"]
 
 
 def test_the_pareto_front_keeps_cells_nothing_beats_on_both_axes():
