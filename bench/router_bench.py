@@ -1,0 +1,211 @@
+"""Router overhead per call through the platform's HTTP proxy, the model's own time excluded.
+
+    python -m bench.router_bench [--calls 500] [--warmup 50]
+
+(`bash scripts/bench.sh router`; part of `make bench`.) One run starts `stratmaster up
+--no-dashboard` on free loopback ports with a throw-away data dir (embedded defaults, the
+shipped catalogue, so the offline `local-extractive` provider answers), gets a token, then
+from one client, one request at a time on a keep-alive connection:
+
+1. `POST /router/complete` (`--calls` measured after `--warmup`): the client's wall time per
+   call, and the routing block's `provider_ms` (time inside the provider's `complete`). The
+   router's overhead through the gateway is wall time minus `provider_ms`: Serve's proxy,
+   token check, validation, budget read, decision, ledger and spend write, serialisation.
+   The block's own `router_overhead_ms` (the same inside the replica's handler, without the
+   proxy and the HTTP stack) is reported too.
+2. `POST /router/route` (the decision alone, no model call, no ledger write).
+3. `GET /router/budget` (proxy, token check and one indexed read): the floor any
+   authenticated router call pays on this machine.
+
+Target (issue 5): overhead p50 < 5 ms. The machine is shared and has two cores, so results
+record the load average. Written to bench/results/router.json.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bench.platform_bench import (  # noqa: E402
+    HOST,
+    ROOT,
+    BenchError,
+    Platform,
+    free_port,
+    get_token,
+    git_info,
+    guarded_run,
+    machine_info,
+    platform_env,
+    wait_for_services,
+    write_result,
+)
+from stratmaster.evals.retrieval_eval import nearest_rank  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "router.json"
+TARGET_P50_MS = 5.0
+MESSAGES = [
+    {"role": "system", "content": "Acme raised prices by 12 percent in March. The office moved to Leeds. "
+                                  "Urban customers did not leave after the price rise. Rural stores saw fewer "
+                                  "visits. Loyalty members renewed at 91 percent."},
+    {"role": "user", "content": "Did customers leave after the price rise?"},
+]
+
+
+def stats(values: list[float]) -> dict[str, float | int | None]:
+    ordered = sorted(values)
+    return {"n": len(ordered), **{f"p{q}": _round(nearest_rank(ordered, q / 100)) for q in (50, 95, 99)},
+            "mean": _round(sum(ordered) / len(ordered) if ordered else None)}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class Client:
+    """One keep-alive connection (stdlib: little client-side time in the measurement)."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
+        data = None if body is None else json.dumps(body).encode()
+        started = time.perf_counter()
+        self.connection.request(method, path, body=data, headers=self.headers)
+        answer = self.connection.getresponse()
+        raw = answer.read()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if answer.status != 200:
+            raise BenchError(f"{method} {path}: HTTP {answer.status}: {raw[:300]!r}")
+        return elapsed_ms, json.loads(raw)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def measure(client: Client, calls: int, warmup: int) -> dict[str, Any]:
+    body = {"task": "summarize", "messages": MESSAGES, "max_tokens": 64}
+    for _ in range(warmup):
+        client.call("POST", "/router/complete", body)
+        client.call("POST", "/router/route", body)
+        client.call("GET", "/router/budget")
+    wall, provider, overhead, in_replica = [], [], [], []
+    for _ in range(calls):
+        elapsed, answer = client.call("POST", "/router/complete", body)
+        routing = answer["routing"]
+        if answer["model"] != "local-extractive":
+            raise BenchError(f"expected the local provider, got {answer['model']}")
+        wall.append(elapsed)
+        provider.append(routing["provider_ms"])
+        overhead.append(elapsed - routing["provider_ms"])
+        in_replica.append(routing["router_overhead_ms"])
+    route = [client.call("POST", "/router/route", body)[0] for _ in range(calls)]
+    budget = [client.call("GET", "/router/budget")[0] for _ in range(calls)]
+    return {
+        "complete_overhead_ms": stats(overhead),
+        "complete_wall_ms": stats(wall),
+        "provider_ms": stats(provider),
+        "router_overhead_in_replica_ms": stats(in_replica),
+        "route_wall_ms": stats(route),
+        "budget_wall_ms": stats(budget),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    http_port, metrics_port = free_port(), free_port()
+    while metrics_port == http_port:
+        metrics_port = free_port()
+    base = f"http://{HOST}:{http_port}"
+    work = Path(tempfile.mkdtemp(prefix="stratmaster-router-bench-"))
+    env = platform_env(argparse.Namespace(inherit_backends=False), work / "data", http_port, metrics_port)
+    result: dict[str, Any] = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_info(),
+        "machine": machine_info(),
+        "config": {"calls": args.calls, "warmup": args.warmup, "clients": 1, "task": "summarize",
+                   "provider": "local-extractive (shipped catalogue)", "backends": "embedded defaults (SQLite)"},
+        "target": {"complete_overhead_p50_ms": TARGET_P50_MS},
+        "noise": {"loadavg_at_start": [round(v, 2) for v in os.getloadavg()]},
+    }
+    platform_ = Platform(env, work / "stratmaster-up.log")
+    failed = True
+    try:
+        print(f"starting stratmaster up on {base} ...", flush=True)
+        platform_.start()
+        wait_for_services(platform_, base, args.startup_timeout)
+        token = get_token(env)
+        client = Client(http_port, token)
+        try:
+            print(f"measuring {args.calls} calls per endpoint after {args.warmup} warm-up rounds ...", flush=True)
+            result["results"] = measure(client, args.calls, args.warmup)
+        finally:
+            client.close()
+        result["noise"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        p50 = result["results"]["complete_overhead_ms"]["p50"]
+        result["target"]["met"] = p50 is not None and p50 < TARGET_P50_MS
+        failed = False
+    finally:
+        print("stopping the platform ...", flush=True)
+        platform_.stop()
+        if failed:
+            print(f"platform log kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    r = result["results"]
+
+    def line(name: str, key: str) -> str:
+        s = r[key]
+        return f"{name:<44} p50 {s['p50']:7.2f}  p95 {s['p95']:7.2f}  p99 {s['p99']:7.2f} ms"
+
+    return "\n".join([
+        line("router overhead per /complete (wall - model)", "complete_overhead_ms"),
+        line("  /complete wall time", "complete_wall_ms"),
+        line("  model time (local-extractive)", "provider_ms"),
+        line("  router work inside the replica", "router_overhead_in_replica_ms"),
+        line("/route (decision only)", "route_wall_ms"),
+        line("/budget (proxy + token + one read)", "budget_wall_ms"),
+        f"target p50 < {TARGET_P50_MS} ms: {'met' if result['target']['met'] else 'NOT met'}; "
+        f"load average {result['noise']['loadavg_at_start']} -> {result['noise']['loadavg_at_end']}",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.router_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500, help="measured calls per endpoint (default 500)")
+    parser.add_argument("--warmup", type=int, default=50, help="uncounted rounds first (default 50)")
+    parser.add_argument("--quick", action="store_true", help="100 calls, 20 warm-up rounds")
+    parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.calls, args.warmup = 100, 20
+    if not (1 <= args.calls <= 100_000 and 0 <= args.warmup <= 10_000):
+        parser.error("calls 1..100000, warmup 0..10000")
+    result = guarded_run(lambda: run(args))
+    if isinstance(result, int):
+        return result
+    write_result(result, args.output)
+    print(summary(result))
+    print(f"-> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
