@@ -70,13 +70,10 @@ def router_api(service: str, description: str) -> FastAPI:
                          422: {"description": "Malformed request or no model can serve it"}})
     async def route(body: CompletionRequest, request: Request,
                     principal: Principal = Depends(require_principal)) -> dict[str, Any]:
-        router = router_of(request)
-        budget = await asyncio.to_thread(router.budget, principal.tenant)
-        if budget.exhausted:
-            raise APIError(402, "budget_exhausted", budget.refusal(), budget.as_dict())
         try:
-            decision = await asyncio.to_thread(router.decide, principal.tenant, body.task, body.plain_messages(),
-                                               body.max_tokens, body.temperature, body.model)
+            budget, decision = await asyncio.to_thread(router_of(request).prepare, principal.tenant, body.task,
+                                                       body.plain_messages(), body.max_tokens, body.temperature,
+                                                       body.model)
         except RoutingError as exc:
             raise _routing_error(exc) from None
         return {**decision.as_dict(), "budget": budget.as_dict()}

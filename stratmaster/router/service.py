@@ -293,6 +293,15 @@ class Router:
                         temperature, capped_from, picked)
 
     # --- calling ----------------------------------------------------------------------------
+    def prepare(self, tenant: str, task: str, messages: list[dict[str, str]], max_tokens: int | None = None,
+                temperature: float | None = None, model: str | None = None) -> tuple[BudgetStatus, Decision]:
+        """The budget check, then the decision (one trip to a worker thread for both)."""
+        status = self.budget(tenant)
+        if status.exhausted:
+            self._decisions.inc(1.0, {"task": self._task_label(task), "model": "none", "outcome": "budget_exhausted"})
+            raise BudgetExhausted(status.refusal(), status.as_dict())
+        return status, self.decide(tenant, task, messages, max_tokens, temperature, model)
+
     def _task_label(self, task: str) -> str:
         return task if task in self._tasks else "other"
 
@@ -300,11 +309,8 @@ class Router:
                        max_tokens: int | None = None, temperature: float | None = None, model: str | None = None,
                        request_id: str | None = None, extra: dict[str, Any] | None = None) -> Completion:
         started = time.perf_counter()
-        status = await asyncio.to_thread(self.budget, tenant)
-        if status.exhausted:
-            self._decisions.inc(1.0, {"task": self._task_label(task), "model": "none", "outcome": "budget_exhausted"})
-            raise BudgetExhausted(status.refusal(), status.as_dict())
-        decision = await asyncio.to_thread(self.decide, tenant, task, messages, max_tokens, temperature, model)
+        status, decision = await asyncio.to_thread(self.prepare, tenant, task, messages, max_tokens, temperature,
+                                                    model)
         call = ChatCall(messages, decision.max_tokens, decision.temperature, extra or {})
         attempts: list[CallRecord] = []
         tried: list[dict[str, Any]] = []
