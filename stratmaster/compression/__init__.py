@@ -7,6 +7,7 @@ from stratmaster.compression.extractive import (
     CompressionResult,
     DroppedSentence,
     KeptSentence,
+    Tuning,
     compress,
     prune_sentence,
 )
@@ -14,5 +15,5 @@ from stratmaster.compression.tokens import TokenCounter, default_counter
 
 __all__ = [
     "BudgetTooSmall", "Chunk", "CompressedChunk", "CompressionResult", "DroppedSentence", "KeptSentence",
-    "TokenCounter", "compress", "default_counter", "prune_sentence",
+    "TokenCounter", "Tuning", "compress", "default_counter", "prune_sentence",
 ]

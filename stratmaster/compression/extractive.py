@@ -1,6 +1,6 @@
 """Query-aware context compression to a token budget, on CPU, keeping citations.
 
-`compress(query, chunks, target_tokens | ratio, mode, counter, embed)` shrinks retrieved
+`compress(query, chunks, target_tokens | ratio, mode, counter, embed, tuning)` shrinks retrieved
 chunks to a budget in the tokens of `counter` (the embedding model's WordPiece by default).
 
 Budget and accounting
@@ -16,9 +16,10 @@ Budget and accounting
 
 Modes
     extractive (default): split every chunk into sentences (`sentence_spans`, char spans of
-        the original text), score them, pick greedily by MMR, keep the picked sentences in
-        their original order. A sentence is kept only if its chunk's text, recounted with it
-        inserted, keeps the total within the budget, so the budget is never exceeded.
+        the original text), score them, select in two phases (below), keep the picked
+        sentences in their original order. A sentence is kept only if its chunk's text,
+        recounted with it inserted, keeps the total within the budget, so the budget is
+        never exceeded.
     prune: as extractive, but a sentence costs and returns its pruned text: stopwords (the
         analyzer's Lucene list) and words already seen in the sentence are dropped, while
         numbers, capitalised words (names) and negations ("not", "no", "never", "n't", ...)
@@ -26,30 +27,52 @@ Modes
     truncate: the baseline. Chunks in order, each whole while it fits, then the longest
         word-boundary prefix of the first one that does not; later chunks come back empty.
 
-Scoring (extractive and prune), every component scaled to [0, 1] over the sentences:
-    bm25(s)    = Okapi BM25 of the query's analyzed terms against the sentences, each
-                 sentence a document (k1 = 1.2, b = 0.75, `Bm25Scorer`), divided by the max
-    cos(s)     = cosine(embed(query), embed(s)), min-max scaled over the sentences
-    central(s) = cosine of s to the centroid: the mean of the normalised sentence embeddings
-                 when `embed` is given, else the whole context's term-frequency vector;
-                 min-max scaled
-    with a query and embed:  relevance = 0.5 bm25 + 0.4 cos + 0.1 central
-    with a query, no embed:  relevance = 0.9 bm25 + 0.1 central
-    without a query (or a query with no terms): relevance = central
-    The central share breaks ties among sentences the query does not touch in favour of
-    those representative of the context. Weights are untuned starting points.
+Scoring (extractive and prune); chunks are taken to come in retrieval rank order. Only the
+query and the chunks' text and order are used. Knobs are `Tuning`'s fields.
+    bm25(s)      = Okapi BM25 of the query's analyzed terms against the sentences, each
+                   sentence a document (k1 = 1.2, b = 0.75, `stratmaster.stores.bm25`'s
+                   formula, `bm25`), divided by the max
+    central(s)   = cosine of s's term-frequency vector to the whole context's, min-max scaled
+    relevance(s) = w_bm25 bm25 + w_central central [+ w_cosine cos], divided by its max;
+                   without a query (or one sharing no term with the chunks) relevance =
+                   central, every chunk scores its prior only and every chunk gets a floor.
+                   cos is the min-max scaled cosine of embed(query) and embed(s), computed
+                   only when an embedder is given and only for the `embed_limit` sentences
+                   with the best lexical relevance (0 for the rest): the int8 ONNX embedder
+                   runs one text at a time, ~4 ms each on this CPU, so embedding all ~100
+                   sentences of 20 chunks would cost ~400 ms.
+    chunk(c)     = (1 - chunk_lexical) prior(c) + chunk_lexical bm25_chunk(c), divided by its
+                   max; prior(c) = 1 / (1 + rank(c) / rank_scale) with rank(c) the chunk's
+                   0-based position; bm25_chunk is the query's BM25 against the chunks.
+    priority(s)  = chunk(c(s)) * ((1 - sentence_weight) + sentence_weight relevance(s))
 
-Near-duplicates (MMR, Carbonell & Goldstein 1998)
-    pick next the s maximising LAMBDA * relevance(s) - (1 - LAMBDA) * max sim(s, picked),
-    LAMBDA = 0.7, sim = cosine of sentence embeddings when `embed` is given, else of
-    term-frequency vectors over analyzed terms. A sentence whose sim to an already picked
-    one is >= DUPLICATE_SIMILARITY (0.9) is dropped outright as a duplicate.
+Selection
+    0. The sentence of highest priority that fits the budget, so a budget with room for
+       little keeps what matters most.
+    1. Floor: chunks that look relevant (share a term with the query; every chunk when there
+       is no query), best chunk score first, each get one of their sentences that share a
+       term with the query, while the floor uses at most floor_share of the budget. Of the
+       sentences within the chunk's fair share (floor budget left / floor chunks left) the
+       one maximising (relevance + floor_epsilon) / tokens ** floor_length; if none is that
+       short, the shortest that still fits. Coverage of the evidence comes from
+       here: at 25% of the tokens, one short sentence from every plausible chunk keeps
+       almost every relevant document represented.
+    2. The rest of the budget: greedily the sentence maximising
+       mmr_lambda * priority(s) - (1 - mmr_lambda) * max sim(s, picked) (MMR, Carbonell &
+       Goldstein 1998), sim = cosine of analyzed-term frequency vectors; a sentence that
+       does not fit is skipped and smaller ones are still tried.
+    A sentence whose sim to an already picked one is >= duplicate_similarity is dropped
+    outright as a duplicate (in both phases).
+
+Measured (bench/compression_bench.py, CISI, top 20 hybrid hits to 25%): see
+bench/results/compression.json; defaults were tuned on the even query ids only.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -59,18 +82,33 @@ import numpy as np
 from stratmaster.compression.tokens import TokenCounter, default_counter, longest_prefix
 from stratmaster.knowledge.analysis import ENGLISH_STOP_WORDS, analyze_many
 from stratmaster.knowledge.chunking import sentence_spans
-from stratmaster.stores.bm25 import Bm25Scorer
+from stratmaster.stores.bm25 import IDF_FLOOR, K1, B
 
 Mode = Literal["extractive", "prune", "truncate"]
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 SEPARATOR = " "
-LAMBDA = 0.7
-DUPLICATE_SIMILARITY = 0.9
-W_BM25_WITH_EMBED, W_COSINE, W_CENTRAL_WITH_EMBED = 0.5, 0.4, 0.1
-W_BM25_ALONE, W_CENTRAL_ALONE = 0.9, 0.1
 NEGATIONS = frozenset({"not", "no", "never", "nor", "none", "nothing", "nobody", "neither", "cannot", "without"})
 MODES = ("extractive", "prune", "truncate")
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The knobs of extractive selection (see the module docstring); defaults tuned on CISI's even query ids."""
+
+    rank_scale: float = 4.0  # chunk prior 1 / (1 + rank / rank_scale), rank = position in the input
+    chunk_lexical: float = 0.3  # chunk score = (1 - w) prior + w * chunk BM25
+    sentence_weight: float = 0.2  # priority = chunk score * ((1 - w) + w * sentence relevance)
+    floor_share: float = 0.75  # at most this share of the budget goes to the one-sentence-per-chunk floor
+    floor_length: float = 2.0  # floor sentence: argmax (relevance + epsilon) / tokens ** floor_length
+    floor_epsilon: float = 0.05
+    floor_min_score: float = 0.0  # chunks scoring below this (of the best chunk's score) get no floor
+    w_bm25: float = 0.9
+    w_central: float = 0.1
+    w_cosine: float = 0.5  # added when an embedder is given, for the embed_limit lexically best sentences
+    embed_limit: int = 8
+    mmr_lambda: float = 0.7
+    duplicate_similarity: float = 0.9
 
 
 class BudgetTooSmall(ValueError):
@@ -140,7 +178,7 @@ class _Sentence:
 # --- entry point ---------------------------------------------------------------------------
 def compress(query: str | None, chunks: Sequence[Chunk], target_tokens: int | None = None,
              ratio: float | None = None, mode: Mode = "extractive", counter: TokenCounter | None = None,
-             embed: Embed | None = None) -> CompressionResult:
+             embed: Embed | None = None, tuning: Tuning | None = None) -> CompressionResult:
     """Compress `chunks` to `target_tokens` (or `ratio` of their tokens); see the module docstring."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -164,7 +202,7 @@ def compress(query: str | None, chunks: Sequence[Chunk], target_tokens: int | No
         return _unchanged(mode, budget, chunks, counts)
     if mode == "truncate":
         return _truncate(chunks, budget, counter, tokens_before)
-    return _extractive(query, chunks, budget, mode, counter, embed, tokens_before)
+    return _extractive(query, chunks, budget, mode, counter, embed, tokens_before, tuning or Tuning())
 
 
 def _unchanged(mode: Mode, budget: int, chunks: Sequence[Chunk], counts: list[int]) -> CompressionResult:
@@ -263,7 +301,8 @@ def _minmax(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
-def _term_vectors(terms: list[list[str]]) -> np.ndarray:
+def _term_matrix(terms: list[list[str]]) -> tuple[np.ndarray, dict[str, int]]:
+    """Term frequencies, one row per term list, and the column of each term."""
     vocabulary: dict[str, int] = {}
     for sentence_terms in terms:
         for term in sentence_terms:
@@ -272,72 +311,137 @@ def _term_vectors(terms: list[list[str]]) -> np.ndarray:
     for row, sentence_terms in enumerate(terms):
         for term in sentence_terms:
             matrix[row, vocabulary[term]] += 1.0
-    return matrix
+    return matrix, vocabulary
 
 
-def _bm25(query_terms: list[str], terms: list[list[str]]) -> np.ndarray:
-    scorer = Bm25Scorer()
-    for index, sentence_terms in enumerate(terms):
-        scorer.add(str(index), "context", sentence_terms)
-    scores = np.zeros(len(terms), dtype=np.float64)
-    for hit in scorer.search(query_terms, k=len(terms)):
-        scores[int(hit.chunk_id)] = hit.score
-    top = scores.max() if len(scores) else 0.0
+def bm25(query_terms: Sequence[str], matrix: np.ndarray, vocabulary: dict[str, int]) -> np.ndarray:
+    """Okapi BM25 of the query against each row of a term-frequency matrix as a document, divided by the max.
+
+    The formula of `stratmaster.stores.bm25` (k1 = 1.2, b = 0.75, idf floored at 1e-6, a
+    query term repeated counts again), vectorised over the handful of rows a request has
+    instead of building an index (a parity test checks the two agree).
+    """
+    scores = np.zeros(len(matrix), dtype=np.float64)
+    columns = Counter(vocabulary[term] for term in query_terms if term in vocabulary)
+    if not columns or not len(matrix):
+        return scores
+    lengths = matrix.sum(axis=1)
+    average = float(lengths.mean())
+    if average <= 0:
+        return scores
+    norm = K1 * (1 - B + B * lengths / average)
+    for column, repeats in columns.items():
+        tf = matrix[:, column]
+        n = int(np.count_nonzero(tf))
+        idf = max(math.log((len(matrix) - n + 0.5) / (n + 0.5)), IDF_FLOOR)
+        scores += repeats * idf * tf * (K1 + 1) / (tf + norm)
+    top = scores.max()
     return scores / top if top > 0 else scores
 
 
-def score_sentences(query: str | None, texts: list[str], embed: Embed | None) -> tuple[np.ndarray, np.ndarray]:
-    """Relevance of each sentence in [0, 1] and the unit vectors MMR compares them with."""
-    terms = analyze_many(list(texts))
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What selection needs: per sentence relevance and unit vectors, per chunk score and floor eligibility."""
+
+    relevance: np.ndarray  # per sentence, in [0, 1]
+    vectors: np.ndarray  # per sentence, unit rows of analyzed-term frequencies (near-duplicates)
+    chunk_score: np.ndarray  # per chunk, in [0, 1]
+    eligible: np.ndarray  # per chunk: whether it gets a floor sentence
+    matches: np.ndarray  # per sentence: whether it may be a floor sentence (shares a term with the query)
+
+
+def score(query: str | None, sentences: Sequence[_Sentence], chunk_count: int, tuning: Tuning,
+          embed: Embed | None = None) -> Scores:
+    """Sentence relevance and chunk scores as the module docstring defines them."""
+    texts = [sentence.text for sentence in sentences]
+    terms = analyze_many(texts)
     query_terms = analyze_many([query])[0] if query else []
-    if embed is not None:
-        vectors = np.asarray(embed(([query] if query_terms else []) + list(texts)), dtype=np.float64)
-        vectors = _unit_rows(vectors)
-        query_vector, vectors = (vectors[0], vectors[1:]) if query_terms else (None, vectors)
-    else:
-        query_vector, vectors = None, _unit_rows(_term_vectors(terms))
-    centroid = vectors.mean(axis=0) if embed is not None else _unit_rows(_term_vectors(terms).sum(0, keepdims=True))[0]
-    central = _minmax(vectors @ centroid)
-    if not query_terms:
-        return central, vectors
-    bm25 = _bm25(query_terms, terms)
-    if query_vector is None:
-        return W_BM25_ALONE * bm25 + W_CENTRAL_ALONE * central, vectors
-    cosine = _minmax(vectors @ query_vector)
-    return W_BM25_WITH_EMBED * bm25 + W_COSINE * cosine + W_CENTRAL_WITH_EMBED * central, vectors
+    term_matrix, vocabulary = _term_matrix(terms)
+    vectors = _unit_rows(term_matrix)
+    central = _minmax(vectors @ _unit_rows(term_matrix.sum(0, keepdims=True))[0])
+    owner = np.array([sentence.chunk for sentence in sentences])
+    prior = 1.0 / (1.0 + np.arange(chunk_count, dtype=np.float64) / tuning.rank_scale)
+    if not any(term in vocabulary for term in query_terms):  # no query, or none of its terms here
+        everything = np.ones(chunk_count, dtype=bool), np.ones(len(texts), dtype=bool)
+        return Scores(central, vectors, prior / prior.max(), *everything)
+    membership = np.zeros((chunk_count, len(texts)))
+    membership[owner, np.arange(len(texts))] = 1.0
+    chunk_bm25 = bm25(query_terms, membership @ term_matrix, vocabulary)
+    chunk_score = (1 - tuning.chunk_lexical) * prior + tuning.chunk_lexical * chunk_bm25
+    sentence_bm25 = bm25(query_terms, term_matrix, vocabulary)
+    relevance = tuning.w_bm25 * sentence_bm25 + tuning.w_central * central
+    if embed is not None and tuning.embed_limit > 0:
+        # Embedding every sentence costs ~4 ms each on this CPU (int8 ONNX, one text per run):
+        # only the lexically best `embed_limit` sentences get a cosine, the rest count 0.
+        chosen = np.argsort(-relevance, kind="stable")[:tuning.embed_limit]
+        embedded = _unit_rows(np.asarray(embed([query or ""] + [texts[i] for i in chosen]), dtype=np.float64))
+        cosine = np.zeros(len(texts))
+        cosine[chosen] = np.clip(embedded[1:] @ embedded[0], 0.0, None)
+        relevance = relevance + tuning.w_cosine * _minmax(cosine)
+    relevance = relevance / max(float(relevance.max()), 1e-12)
+    chunk_score = chunk_score / max(float(chunk_score.max()), 1e-12)
+    return Scores(relevance, vectors, chunk_score, chunk_bm25 > 0, sentence_bm25 > 0)
 
 
 def _extractive(query: str | None, chunks: Sequence[Chunk], budget: int, mode: Mode, counter: TokenCounter,
-                embed: Embed | None, tokens_before: int) -> CompressionResult:
+                embed: Embed | None, tokens_before: int, tuning: Tuning) -> CompressionResult:
     sentences = _split(chunks, mode, counter)
     smallest = min(sentence.tokens for sentence in sentences)  # tokens_before > budget >= 0: not empty
     if budget < smallest:
         raise BudgetTooSmall(budget, smallest, mode)
-    relevance, vectors = score_sentences(query, [sentence.text for sentence in sentences], embed)
+    scores = score(query, sentences, len(chunks), tuning, embed)
+    owner = np.array([sentence.chunk for sentence in sentences])
+    tokens = np.array([sentence.tokens for sentence in sentences], dtype=np.float64)
+    priority = scores.chunk_score[owner] * ((1 - tuning.sentence_weight) + tuning.sentence_weight * scores.relevance)
+    priority = priority / max(float(priority.max()), 1e-12)
 
     picked: dict[int, list[int]] = {}  # chunk index -> sentence indices, in original order
     chunk_tokens = [0] * len(chunks)
     total = 0
     open_ = np.ones(len(sentences), dtype=bool)
     max_similarity = np.zeros(len(sentences), dtype=np.float64)
-    while open_.any() and total < budget:
-        mmr = LAMBDA * relevance - (1 - LAMBDA) * max_similarity
-        mmr[~open_] = -np.inf
-        best = int(np.argmax(mmr))  # ties: the earliest sentence
+
+    def take(best: int, limit: int) -> bool:
+        """Keep sentence `best` if its chunk, recounted with it, keeps the total within `limit`."""
+        nonlocal total
         open_[best] = False
         sentence = sentences[best]
-        if max_similarity[best] >= DUPLICATE_SIMILARITY:
-            continue
-        if sentence.tokens > budget - total:
-            continue
+        if max_similarity[best] >= tuning.duplicate_similarity or sentence.tokens > limit - total:
+            return False
         members = sorted(picked.get(sentence.chunk, []) + [best])
-        tokens = counter.count(SEPARATOR.join(sentences[index].text for index in members))
-        if total - chunk_tokens[sentence.chunk] + tokens > budget:
-            continue
-        total += tokens - chunk_tokens[sentence.chunk]
-        chunk_tokens[sentence.chunk] = tokens
+        count = counter.count(SEPARATOR.join(sentences[index].text for index in members))
+        if total - chunk_tokens[sentence.chunk] + count > limit:
+            return False
+        total += count - chunk_tokens[sentence.chunk]
+        chunk_tokens[sentence.chunk] = count
         picked[sentence.chunk] = members
-        max_similarity = np.maximum(max_similarity, vectors @ vectors[best])
+        np.maximum(max_similarity, scores.vectors @ scores.vectors[best], out=max_similarity)
+        return True
+
+    # 1. The single best sentence, so a budget with room for little keeps what matters most.
+    fitting = np.flatnonzero(tokens <= budget)
+    take(int(fitting[np.argmax(priority[fitting])]), budget)
+    # 2. The floor: a sentence from every chunk that looks relevant, best chunks first.
+    floor_limit = int(tuning.floor_share * budget)
+    density = (scores.relevance + tuning.floor_epsilon) / np.power(tokens, tuning.floor_length)
+    floor_chunks = [chunk for chunk in np.argsort(-scores.chunk_score, kind="stable").tolist()
+                    if scores.eligible[chunk] and scores.chunk_score[chunk] >= tuning.floor_min_score]
+    for position, chunk in enumerate(floor_chunks):
+        left = floor_limit - total
+        candidates = np.flatnonzero((owner == chunk) & scores.matches & open_
+                                    & (max_similarity < tuning.duplicate_similarity) & (tokens <= left))
+        if not len(candidates):
+            continue
+        fair = candidates[tokens[candidates] <= left / (len(floor_chunks) - position)]
+        if len(fair):  # within the chunk's fair share of what is left: the best by density
+            take(int(fair[np.argmax(density[fair])]), floor_limit)
+        else:  # nothing that short: the shortest, best first among equals
+            take(int(candidates[np.lexsort((-scores.relevance[candidates], tokens[candidates]))[0]]), floor_limit)
+    # 3. The rest of the budget: MMR over priority (chunk score times sentence relevance).
+    while open_.any() and total < budget:
+        mmr = tuning.mmr_lambda * priority - (1 - tuning.mmr_lambda) * max_similarity
+        mmr[~open_] = -np.inf
+        take(int(np.argmax(mmr)), budget)  # ties: the earliest sentence
 
     out, kept = [], []
     for index, chunk in enumerate(chunks):
@@ -346,7 +450,7 @@ def _extractive(query: str | None, chunks: Sequence[Chunk], budget: int, mode: M
         kept.extend(KeptSentence(chunk.id, sentences[i].start, sentences[i].end, sentences[i].text,
                                  sentences[i].original) for i in members)
     chosen = {i for members in picked.values() for i in members}
-    duplicate = max_similarity >= DUPLICATE_SIMILARITY  # of a kept sentence, whether or not MMR reached it
+    duplicate = max_similarity >= tuning.duplicate_similarity  # of a kept sentence, whether or not reached
     dropped = [DroppedSentence(chunks[s.chunk].id, s.start, s.end, "duplicate" if duplicate[i] else "budget")
                for i, s in enumerate(sentences) if i not in chosen]
     return _result(mode, budget, out, kept, dropped, tokens_before)
