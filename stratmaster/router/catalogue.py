@@ -134,6 +134,8 @@ class RewardWeights(_Strict):
 
 class Routing(_Strict):
     cooldown_s: float = Field(30.0, ge=0, le=3600, description="How long a failing model is skipped")
+    deadline_s: float = Field(25.0, gt=0, le=600, description="A request's whole time, fallbacks included; keep it "
+                                                            "under the HTTP proxy's request timeout")
     default_max_tokens: int = Field(256, ge=1, le=32768, description="Completion tokens when a request gives none")
     reward: RewardWeights = Field(default_factory=RewardWeights)
 

@@ -3,7 +3,9 @@
 `OpenAICompatibleProvider` speaks `POST {base_url}/chat/completions` (vLLM, Ollama, a LiteLLM
 proxy, OpenAI) over httpx with a per-attempt timeout, and retries 429, 5xx and connection
 errors with exponential backoff (honouring `Retry-After`, capped). A timeout is not retried:
-a stalled server would multiply the wait, so the router falls back instead.
+a stalled server would multiply the wait, so the router falls back instead. A call may carry
+a deadline (the request's whole budget of time): no attempt waits past it, and no retry
+starts that could not finish before it.
 
 `LocalExtractiveProvider` needs no model and no network: it answers with sentences taken
 from the messages themselves, picked by their overlap with the question and kept in their
@@ -37,6 +39,10 @@ class ChatCall:
     max_tokens: int
     temperature: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    deadline: float | None = None  # time.monotonic() after which nothing more is tried
+
+    def remaining_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +117,30 @@ class OpenAICompatibleProvider:
         started = time.perf_counter()
         attempt = 0
         while True:
+            wait_s = self.entry.timeout_s
+            remaining = call.remaining_s()
+            if remaining is not None:
+                if remaining <= 0.05:
+                    raise ProviderError("timeout", f"{self.name}: the request's deadline passed before this attempt",
+                                        retries=attempt, latency_ms=_ms(started))
+                wait_s = min(wait_s, remaining)
             try:
-                answer = await self._client.post("/chat/completions", json=body)
+                answer = await self._client.post("/chat/completions", json=body,
+                                                 timeout=httpx.Timeout(wait_s, connect=min(wait_s, 5.0)))
             except httpx.TimeoutException as exc:
-                raise ProviderError("timeout", f"{self.name}: no answer within {self.entry.timeout_s:g} s "
+                raise ProviderError("timeout", f"{self.name}: no answer within {wait_s:.3g} s "
                                     f"({type(exc).__name__})", retries=attempt, latency_ms=_ms(started)) from None
             except httpx.TransportError as exc:
-                if attempt < self.entry.max_retries:
+                if attempt < self.entry.max_retries and self._can_wait(call, self._backoff(attempt, None)):
                     await self._sleep(self._backoff(attempt, None))
                     attempt += 1
                     continue
                 raise ProviderError("connection_error", f"{self.name}: {type(exc).__name__}: {exc}",
                                     retries=attempt, latency_ms=_ms(started)) from None
-            if answer.status_code in RETRYABLE_STATUS and attempt < self.entry.max_retries:
-                await self._sleep(self._backoff(attempt, answer.headers.get("retry-after")))
+            backoff = self._backoff(attempt, answer.headers.get("retry-after"))
+            if answer.status_code in RETRYABLE_STATUS and attempt < self.entry.max_retries \
+                    and self._can_wait(call, backoff):
+                await self._sleep(backoff)
                 attempt += 1
                 continue
             if answer.status_code >= 400:
@@ -133,6 +149,11 @@ class OpenAICompatibleProvider:
                 raise ProviderError(outcome, f"{self.name}: HTTP {answer.status_code}: {answer.text[:300]}",
                                     status=answer.status_code, retries=attempt, latency_ms=_ms(started))
             return self._result(answer, call, attempt, started)
+
+    @staticmethod
+    def _can_wait(call: ChatCall, seconds: float) -> bool:
+        remaining = call.remaining_s()
+        return remaining is None or seconds < remaining - 0.05
 
     def _result(self, answer: httpx.Response, call: ChatCall, retries: int, started: float) -> ProviderResult:
         try:

@@ -311,12 +311,20 @@ class Router:
         started = time.perf_counter()
         status, decision = await asyncio.to_thread(self.prepare, tenant, task, messages, max_tokens, temperature,
                                                     model)
-        call = ChatCall(messages, decision.max_tokens, decision.temperature, extra or {})
+        call = ChatCall(messages, decision.max_tokens, decision.temperature, extra or {},
+                        deadline=time.monotonic() + self.catalogue.routing.deadline_s)
         attempts: list[CallRecord] = []
         tried: list[dict[str, Any]] = []
         provider_ms = 0.0
         for attempt, name in enumerate(decision.candidates):
-            provider_name, _, entry = self.catalogue.model(name)
+            provider_name, provider_entry, entry = self.catalogue.model(name)
+            remaining = call.remaining_s()
+            if provider_entry.kind != "local" and remaining is not None and remaining <= 0.05:
+                # Not the model's fault: no row, no cooldown; the offline provider still may answer.
+                tried.append({"model": name, "outcome": "deadline_passed", "status_code": None, "retries": 0,
+                              "latency_ms": 0.0, "error": f"the request's {self.catalogue.routing.deadline_s:g} s "
+                                                          "deadline passed before this model's turn"})
+                continue
             try:
                 result = await self.providers[provider_name].complete(call, entry)
             except ProviderError as exc:

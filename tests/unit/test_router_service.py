@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -287,3 +288,45 @@ def test_recommender_v2_learns_from_feedback_and_its_state_persists(fake, reposi
     assert max(arms, key=lambda m: arms[m].pulls) == "backup-m"
     decision = again.decide("acme", "default", QUESTION)
     assert "Thompson" in decision.why and decision.recommender["arms"]["backup-m"]["pulls"] >= 100
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.samples: list[dict[str, str]] = []
+
+    def inc(self, value: float = 1.0, tags=None) -> None:
+        self.samples.append(dict(tags or {}))
+
+
+def test_routing_decisions_are_counted_by_task_model_and_outcome(fake, repository):
+    fake.reset()
+    catalogue = catalogue_for(fake.base_url)
+    counter = Recorder()
+    router = Router(catalogue, repository, build_providers(catalogue, {"FAKE_LLM_KEY": "k"}), decisions=counter)
+    fake.script("primary-m", fail(500), fail(500))
+    LOOP.run(router.complete("acme", "default", QUESTION))
+    LOOP.run(router.complete("acme", "made-up-task", QUESTION))
+    assert counter.samples == [
+        {"task": "default", "model": "primary-m", "outcome": "server_error"},
+        {"task": "default", "model": "backup-m", "outcome": "ok_after_fallback"},
+        {"task": "other", "model": "backup-m", "outcome": "ok"},  # unknown tasks share one label; primary cools
+    ]
+    LOOP.run(router.aclose())
+
+
+def test_the_request_deadline_bounds_every_attempt_and_skips_what_cannot_start(fake, repository):
+    fake.reset()
+    raw = catalogue_for(fake.base_url).model_dump()
+    raw["routing"]["deadline_s"] = 0.4
+    raw["providers"]["fake"]["timeout_s"] = 5.0
+    catalogue = parse_catalogue(raw, "deadline-catalogue")
+    router = Router(catalogue, repository, build_providers(catalogue, {"FAKE_LLM_KEY": "k"}))
+    fake.script("primary-m", stall(1.0))
+    started = time.monotonic()
+    done = LOOP.run(router.complete("rich", "default", QUESTION))
+    assert time.monotonic() - started < 0.9  # not the provider's 5 s timeout
+    assert done.call.model == "local-extractive"  # the offline fallback still answers
+    assert [t["outcome"] for t in done.fallbacks_tried] == ["timeout", "deadline_passed"]
+    assert router.cooldowns.remaining("backup-m") is None  # skipped for time, not failed
+    assert {r.model for r in router.repository.list("rich")[0]} == {"primary-m", "local-extractive"}
+    LOOP.run(router.aclose())
