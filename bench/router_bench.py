@@ -16,6 +16,9 @@ from one client, one request at a time on a keep-alive connection:
 2. `POST /router/route` (the decision alone, no model call, no ledger write).
 3. `GET /router/budget` (proxy, token check and one indexed read): the floor any
    authenticated router call pays on this machine.
+4. The same `/complete`, `/route` and `/budget` in this process, on the router's FastAPI app
+   (the same middleware, token check, catalogue and a SQLite file) through httpx's ASGI
+   transport: the router and the HTTP stack without Serve's proxy hop.
 
 Target (issue 5): overhead p50 < 5 ms. The machine is shared and has two cores, so results
 record the load average. Written to bench/results/router.json.
@@ -124,6 +127,60 @@ def measure(client: Client, calls: int, warmup: int) -> dict[str, Any]:
     }
 
 
+def measure_in_process(calls: int, warmup: int) -> dict[str, Any]:
+    """The router's app in this process: everything but Serve's proxy and the replica hop."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import httpx
+
+    from deployments.router import router_api
+    from stratmaster.db.engine import create_db_engine
+    from stratmaster.db.migrate import upgrade
+    from stratmaster.identity import LocalIssuer
+    from stratmaster.router.catalogue import load_catalogue
+    from stratmaster.router.repository import RouterRepository
+    from stratmaster.router.service import Router, build_providers
+
+    folder = Path(tempfile.mkdtemp(prefix="router-bench-inproc-"))
+    url = f"sqlite:///{folder / 'router.db'}"
+    upgrade(url)
+    engine = create_db_engine(url)
+    catalogue = load_catalogue(ROOT / "configs" / "router" / "models.yaml")
+    router = Router(catalogue, RouterRepository(engine), build_providers(catalogue, {}))
+    issuer = LocalIssuer(folder / "keys", "stratmaster")
+    api = router_api("router", "bench")
+    api.state.verifier = issuer.verifier()
+    api.state.ingress = SimpleNamespace(router=router)
+    headers = {"Authorization": f"Bearer {issuer.issue('bench', 'acme', ('analyst',), 3600)}"}
+    body = {"task": "summarize", "messages": MESSAGES, "max_tokens": 64}
+
+    async def timed(client: httpx.AsyncClient, method: str, path: str) -> list[float]:
+        times = []
+        for index in range(warmup + calls):
+            started = time.perf_counter()
+            answer = await client.request(method, path, headers=headers, json=body if method == "POST" else None)
+            elapsed = (time.perf_counter() - started) * 1000
+            if answer.status_code != 200:
+                raise BenchError(f"in process {method} {path}: HTTP {answer.status_code}: {answer.text[:300]}")
+            if index >= warmup:
+                times.append(elapsed)
+        return times
+
+    async def all_three() -> dict[str, Any]:
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://router.local") as client:
+            return {"complete_wall_ms": stats(await timed(client, "POST", "/complete")),
+                    "route_wall_ms": stats(await timed(client, "POST", "/route")),
+                    "budget_wall_ms": stats(await timed(client, "GET", "/budget"))}
+
+    try:
+        return asyncio.run(all_three())
+    finally:
+        engine.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     http_port, metrics_port = free_port(), free_port()
     while metrics_port == http_port:
@@ -154,6 +211,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             client.close()
         result["noise"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        print("measuring the same in process (no proxy) ...", flush=True)
+        result["results"]["in_process"] = measure_in_process(args.calls, args.warmup)
+        through = result["results"]
+        result["results"]["complete_overhead_above_budget_floor_p50_ms"] = round(
+            through["complete_overhead_ms"]["p50"] - through["budget_wall_ms"]["p50"], 3)
         p50 = result["results"]["complete_overhead_ms"]["p50"]
         result["target"]["met"] = p50 is not None and p50 < TARGET_P50_MS
         failed = False
@@ -181,6 +243,11 @@ def summary(result: dict[str, Any]) -> str:
         line("  router work inside the replica", "router_overhead_in_replica_ms"),
         line("/route (decision only)", "route_wall_ms"),
         line("/budget (proxy + token + one read)", "budget_wall_ms"),
+        f"/complete overhead above the /budget floor, p50: {r['complete_overhead_above_budget_floor_p50_ms']:.2f} ms",
+        *(f"in process, no proxy: {name:<30} p50 {r['in_process'][key]['p50']:7.2f}  "
+          f"p95 {r['in_process'][key]['p95']:7.2f} ms"
+          for name, key in (("/complete", "complete_wall_ms"), ("/route", "route_wall_ms"),
+                            ("/budget", "budget_wall_ms"))),
         f"target p50 < {TARGET_P50_MS} ms: {'met' if result['target']['met'] else 'NOT met'}; "
         f"load average {result['noise']['loadavg_at_start']} -> {result['noise']['loadavg_at_end']}",
     ])
