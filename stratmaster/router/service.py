@@ -39,6 +39,10 @@ from stratmaster.telemetry import NULL, Counter
 
 log = logging.getLogger("stratmaster.router")
 
+# A provider's answer about this request (too long, a parameter it rejects), not about its health:
+# the next model is tried, but the model is not put in cooldown for everyone else.
+REQUEST_SPECIFIC_STATUS = frozenset({400, 413, 422})
+
 
 class RoutingError(Exception):
     """A request the router refuses or cannot serve; `status` is the HTTP status to answer."""
@@ -329,7 +333,8 @@ class Router:
                 result = await self.providers[provider_name].complete(call, entry)
             except ProviderError as exc:
                 provider_ms += exc.latency_ms
-                self.cooldowns.cool(name, self.catalogue.routing.cooldown_s, exc.outcome)
+                if exc.status not in REQUEST_SPECIFIC_STATUS:
+                    self.cooldowns.cool(name, self.catalogue.routing.cooldown_s, exc.outcome)
                 attempts.append(new_call(tenant, task, name, provider_name, attempt, exc.outcome,
                                          status_code=exc.status, latency_ms=exc.latency_ms, request_id=request_id,
                                          error=exc.message))

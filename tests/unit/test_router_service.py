@@ -330,3 +330,13 @@ def test_the_request_deadline_bounds_every_attempt_and_skips_what_cannot_start(f
     assert router.cooldowns.remaining("backup-m") is None  # skipped for time, not failed
     assert {r.model for r in router.repository.list("rich")[0]} == {"primary-m", "local-extractive"}
     LOOP.run(router.aclose())
+
+
+def test_a_request_specific_4xx_falls_back_without_cooling_the_model(router, fake):
+    fake.script("primary-m", fail(400))
+    done = complete(router)
+    assert done.call.model == "backup-m" and done.fallbacks_tried[0]["outcome"] == "client_error"
+    assert router.cooldowns.remaining("primary-m") is None
+    fake.script("primary-m", fail(401))  # a key the provider refuses: every request would fail
+    complete(router)
+    assert router.cooldowns.remaining("primary-m") is not None
