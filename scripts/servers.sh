@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Test servers for the integration tests: PostgreSQL, Redis and an S3 server (SeaweedFS),
-# on 127.0.0.1 only.
+# on 127.0.0.1 only; `start` also installs the OIDC test provider the identity tests run.
 #
 #   bash scripts/servers.sh start   # install what is missing, start, wait until they answer
 #   bash scripts/servers.sh env     # print the TEST_* variables: eval "$(bash scripts/servers.sh env)"
@@ -279,6 +279,23 @@ stop_s3() {
     done
 }
 
+# The OIDC provider for the identity tests (tests/oidc: npm's oauth2-mock-server behind a
+# Keycloak-shaped issuer path) is a node process each test module starts on a free
+# loopback port; here it is only installed, from the committed package-lock.json.
+install_oidc_provider() {
+    local dir="$REPO_DIR/tests/oidc"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        [[ "$(id -u)" -eq 0 ]] || die "node and npm are missing; install them (apt-get install nodejs npm)"
+        log "node/npm not found: installing them with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+        log "installing the OIDC test provider (npm ci in tests/oidc)"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >&2
+    fi
+}
+
 print_env() {
     echo "export TEST_DATABASE_URL=postgresql+psycopg://$PG_USER@$HOST:$PG_PORT/$PG_DB"
     echo "export TEST_REDIS_URL=redis://$HOST:$REDIS_PORT/0"
@@ -291,7 +308,7 @@ print_dev_env() {
 }
 
 case "${1:-}" in
-    start) start_postgres; start_redis; start_s3; log "ready (eval \"\$(bash $0 env)\")" ;;
+    start) start_postgres; start_redis; start_s3; install_oidc_provider; log "ready (eval \"\$(bash $0 env)\")" ;;
     stop) stop_s3; stop_redis; stop_postgres ;;
     env) print_env ;;
     createdb) [[ -n "${2:-}" ]] || { echo "usage: $0 createdb NAME" >&2; exit 2; }; ensure_database "$2" ;;

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     keycloak_url: str | None = Field(None, alias="KEYCLOAK_URL")
     keycloak_realm: str | None = Field(None, alias="KEYCLOAK_REALM")
     keycloak_client_id: str | None = Field(None, alias="KEYCLOAK_CLIENT_ID")
+    keycloak_tenant_claim: str = Field("tenant", min_length=1, max_length=128, alias="KEYCLOAK_TENANT_CLAIM")
     minio_endpoint: str | None = Field(None, alias="MINIO_ENDPOINT")
     minio_access_key: str | None = Field(None, alias="MINIO_ACCESS_KEY")
     minio_secret_key: SecretStr | None = Field(None, alias="MINIO_SECRET_KEY")
@@ -178,6 +179,8 @@ class Settings(BaseSettings):
                 raise ValueError("MINIO_SECRET_KEY is the well-known default 'minioadmin'; refused in production")
             if not self.database_url:
                 raise ValueError("DATABASE_URL must be set in production (SQLite is for one machine)")
+            if self.keycloak_url and not self.keycloak_url.startswith("https://"):
+                raise ValueError("KEYCLOAK_URL must be https:// in production (its keys decide who gets in)")
         return self
 
     # --- derived -------------------------------------------------------------------
@@ -200,6 +203,13 @@ class Settings(BaseSettings):
     @property
     def identity_backend(self) -> str:
         return "keycloak" if self.keycloak_url else "local-issuer"
+
+    @property
+    def keycloak_issuer(self) -> str | None:
+        """Keycloak's issuer for the realm: the `iss` of its tokens and the base of its discovery document."""
+        if not self.keycloak_url:
+            return None
+        return f"{self.keycloak_url.rstrip('/')}/realms/{self.keycloak_realm}"
 
     @property
     def keys_dir(self) -> Path:

@@ -23,13 +23,14 @@ from stratmaster.identity import (
     KNOWN_ROLES,
     AuthenticationError,
     LocalIssuer,
+    OidcTokenVerifier,
     Principal,
     create_verifier,
     jwk_thumbprint,
     parse_bearer,
 )
 from stratmaster.identity.local_issuer import KEY_FILE, load_or_create_key
-from stratmaster.settings import ConfigurationError, Settings
+from stratmaster.settings import Settings
 
 AUDIENCE = "stratmaster"
 
@@ -257,9 +258,11 @@ def test_create_verifier_uses_local_issuer(tmp_path: Path) -> None:
     assert verifier.verify(issuer.issue("alice", "acme", ["admin"], 60)).roles == ("admin",)
 
 
-def test_create_verifier_with_keycloak_fails_closed(tmp_path: Path) -> None:
-    settings = Settings(STRATMASTER_DATA_DIR=tmp_path, KEYCLOAK_URL="http://keycloak:8080",
-                        KEYCLOAK_REALM="stratmaster", KEYCLOAK_CLIENT_ID="api")
-    with pytest.raises(ConfigurationError, match="not implemented"):
-        create_verifier(settings)
-    assert not settings.keys_dir.exists()
+def test_create_verifier_with_keycloak_verifies_against_the_realm(tmp_path: Path) -> None:
+    settings = Settings(STRATMASTER_DATA_DIR=tmp_path, KEYCLOAK_URL="http://keycloak:8080/",
+                        KEYCLOAK_REALM="stratmaster", KEYCLOAK_CLIENT_ID="api", KEYCLOAK_TENANT_CLAIM="org")
+    verifier = create_verifier(settings)
+    assert isinstance(verifier, OidcTokenVerifier)
+    assert (verifier.issuer, verifier.client_id, verifier.tenant_claim) == (
+        "http://keycloak:8080/realms/stratmaster", "api", "org")
+    assert not settings.keys_dir.exists(), "no local signing key is made when Keycloak signs"
