@@ -10,9 +10,10 @@ Budget and accounting
     sentences of a chunk are joined with one space, `SEPARATOR`). `ratio` in the result is
     tokens_after / tokens_before (1.0 when nothing was removed). A budget >= tokens_before
     returns every chunk unchanged. A budget smaller than the shortest unit a mode can return
-    (a sentence for extractive, a pruned sentence for prune, one token for truncate) raises
-    `BudgetTooSmall`, a ValueError whose message names the budget and the smallest
-    possible, so an endpoint can answer 4xx.
+    (a sentence for extractive, a pruned sentence for prune, for truncate the first word of
+    the first chunk that has tokens) raises `BudgetTooSmall`, a ValueError whose message
+    names the budget and the smallest possible, so an endpoint can answer 4xx; any larger
+    budget returns at least that unit.
 
 Modes
     extractive (default): split every chunk into sentences (`sentence_spans`, char spans of
@@ -222,18 +223,26 @@ def _result(mode: Mode, budget: int, out: list[CompressedChunk], kept: list[Kept
 
 
 # --- truncate ------------------------------------------------------------------------------
+_FIRST_WORD = re.compile(r"\S+")
+
+
 def _truncate(chunks: Sequence[Chunk], budget: int, counter: TokenCounter, tokens_before: int) -> CompressionResult:
-    if budget < 1:
-        raise BudgetTooSmall(budget, 1, "truncate")
+    # The smallest text truncation returns: the first chunk that has a word, up to that word
+    # (whitespace-only chunks before it come back empty, for nothing).
+    first = next((chunk.text for chunk in chunks if _FIRST_WORD.search(chunk.text)), None)
+    smallest = counter.count(first[:_FIRST_WORD.search(first).end()]) if first is not None else 0
+    if budget < smallest:
+        raise BudgetTooSmall(budget, smallest, "truncate")
     out: list[CompressedChunk] = []
     kept: list[KeptSentence] = []
     dropped: list[DroppedSentence] = []
     remaining, exhausted = budget, False
     for chunk in chunks:
-        if exhausted:
+        whole = chunk.text.rstrip()
+        if exhausted or not whole:
             cut = 0
-        elif counter.count(chunk.text) <= remaining:
-            cut = len(chunk.text)
+        elif counter.count(whole) <= remaining:
+            cut = len(whole)
         else:
             cut, exhausted = longest_prefix(chunk.text, remaining, counter), True
         text = chunk.text[:cut].rstrip()
@@ -386,7 +395,9 @@ def score(query: str | None, sentences: Sequence[_Sentence], chunk_count: int, t
 def _extractive(query: str | None, chunks: Sequence[Chunk], budget: int, mode: Mode, counter: TokenCounter,
                 embed: Embed | None, tokens_before: int, tuning: Tuning) -> CompressionResult:
     sentences = _split(chunks, mode, counter)
-    smallest = min(sentence.tokens for sentence in sentences)  # tokens_before > budget >= 0: not empty
+    if not sentences:  # whitespace only (that a counter may count): nothing to keep, and that fits
+        return _result(mode, budget, [CompressedChunk(chunk.id, "", 0) for chunk in chunks], [], [], tokens_before)
+    smallest = min(sentence.tokens for sentence in sentences)
     if budget < smallest:
         raise BudgetTooSmall(budget, smallest, mode)
     scores = score(query, sentences, len(chunks), tuning, embed)
@@ -423,7 +434,7 @@ def _extractive(query: str | None, chunks: Sequence[Chunk], budget: int, mode: M
     take(int(fitting[np.argmax(priority[fitting])]), budget)
     # 2. The floor: a sentence from every chunk that looks relevant, best chunks first.
     floor_limit = int(tuning.floor_share * budget)
-    density = (scores.relevance + tuning.floor_epsilon) / np.power(tokens, tuning.floor_length)
+    density = (scores.relevance + tuning.floor_epsilon) / np.power(np.maximum(tokens, 1.0), tuning.floor_length)
     floor_chunks = [chunk for chunk in np.argsort(-scores.chunk_score, kind="stable").tolist()
                     if scores.eligible[chunk] and scores.chunk_score[chunk] >= tuning.floor_min_score]
     for position, chunk in enumerate(floor_chunks):

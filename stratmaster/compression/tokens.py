@@ -3,11 +3,19 @@
 Every budget is in the tokens of a real tokenizer: the embedding model's WordPiece
 (`stratmaster.knowledge.chunking.WordpieceCounter`) by default. Only `count` is needed,
 so any object with `count(text) -> int` fits (a target model's tokenizer, a test fake).
+
+A target model's tokenizer (`counter_for(model)`) is its tokenizer.json, found offline only:
+the embedding model's own under its names, otherwise the local Hugging Face hub cache. On
+this platform that cache is empty and `tiktoken` is not installed, so today only the
+embedding model's WordPiece is available; any other name raises `TokenizerUnavailable`
+rather than silently counting with a different tokenizer.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 _WORD_END = re.compile(r"\S+")
@@ -42,3 +50,59 @@ def longest_prefix(text: str, max_tokens: int, counter: TokenCounter) -> int:
         else:
             high = middle - 1
     return best
+
+
+# --- the target model's tokenizer ------------------------------------------------------------
+EMBEDDING_MODEL_NAMES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+EMBEDDING_TOKENIZER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class TokenizerUnavailable(LookupError):
+    """No tokenizer for the named model is available offline (nothing is ever downloaded)."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(f"no tokenizer for model {model!r} is available offline: {reason}; "
+                         f"omit `model` to count with the embedding model's WordPiece ({EMBEDDING_TOKENIZER})")
+        self.model = model
+
+
+class TokenizerCounter:
+    """Counts with a Hugging Face `tokenizers` tokenizer.json: no special tokens, truncation or padding."""
+
+    def __init__(self, tokenizer_file: Path, name: str) -> None:
+        from tokenizers import Tokenizer
+
+        self.name = name
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+
+    def count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def tokenizer_file(model: str, cache_dir: Path | None = None) -> Path:
+    """The tokenizer.json counting for `model`: the embedding model's own for its names, else
+    the model's file in the local Hugging Face hub cache (`cache_dir`, default the hub's),
+    looked up without any network access. Raises `TokenizerUnavailable` when there is none.
+    """
+    if model.strip().lower() in EMBEDDING_MODEL_NAMES:
+        from stratmaster.knowledge.embedding import model_dir
+
+        return model_dir() / "tokenizer.json"
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        found = try_to_load_from_cache(model, "tokenizer.json", cache_dir=cache_dir)
+    except HFValidationError:
+        raise TokenizerUnavailable(model, "not a Hugging Face model id (namespace/name)") from None
+    if not isinstance(found, str):
+        raise TokenizerUnavailable(model, "its tokenizer.json is not in the local Hugging Face cache")
+    return Path(found)
+
+
+@functools.lru_cache(maxsize=16)
+def counter_for(model: str, cache_dir: Path | None = None) -> TokenizerCounter:
+    """A (cached) counter for the named target model; see `tokenizer_file`."""
+    return TokenizerCounter(tokenizer_file(model, cache_dir), model)

@@ -51,3 +51,22 @@ def test_malformed_requests_name_the_problem(http, bearer):
     twice = http.post("/compression/compress", json={"chunks": [CHUNKS[0], CHUNKS[0]], "ratio": 0.5}, headers=bearer)
     assert twice.status_code == 422 and "unique" in twice.text
     assert http.post("/compression/compress", json={"chunks": CHUNKS, "ratio": 0.5}).status_code == 401
+
+
+def test_the_default_path_is_lexical_and_names_its_tokenizer(http, bearer):
+    body = {"query": "did customers leave after the price rise?", "chunks": CHUNKS, "ratio": 0.5}
+    result = http.post("/compression/compress", json=body, headers=bearer).json()
+    assert result["tokenizer"] == "sentence-transformers/all-MiniLM-L6-v2"
+    semantic = http.post("/compression/compress", json={**body, "semantic": True}, headers=bearer)
+    assert semantic.status_code == 200, semantic.text
+    assert semantic.json()["tokens_after"] <= semantic.json()["budget"]
+
+
+def test_a_target_model_counts_with_its_tokenizer_or_is_refused(http, bearer):
+    body = {"query": "price rise", "chunks": CHUNKS, "ratio": 0.5}
+    named = http.post("/compression/compress", json={**body, "model": "all-MiniLM-L6-v2"}, headers=bearer)
+    assert named.status_code == 200 and named.json()["tokenizer"] == "all-MiniLM-L6-v2"
+    unknown = http.post("/compression/compress", json={**body, "model": "openai-community/gpt2"}, headers=bearer)
+    assert unknown.status_code == 422
+    error = unknown.json()["error"]
+    assert error["code"] == "tokenizer_unavailable" and error["details"]["model"] == "openai-community/gpt2"

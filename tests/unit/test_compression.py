@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 
-from stratmaster.compression import BudgetTooSmall, Chunk, compress, prune_sentence
+from stratmaster.compression import BudgetTooSmall, Chunk, Tuning, compress, prune_sentence
 from stratmaster.knowledge.analysis import analyze
 from stratmaster.knowledge.chunking import WordpieceCounter, sentence_spans
 
@@ -266,3 +266,105 @@ def test_separators_count_against_the_budget(mode):
         assert sum(counter.count(chunk.text) for chunk in result.chunks) == result.tokens_after <= budget
         check_spans(result, chunks)
     assert checked > 80
+
+
+# --- scoring and selection -------------------------------------------------------------------
+def test_bm25_matches_the_keyword_index_formula():
+    """Parity with `stratmaster.stores.bm25.Bm25Scorer`, the index the knowledge service searches."""
+    from stratmaster.compression.extractive import _term_matrix, bm25
+    from stratmaster.stores.bm25 import Bm25Scorer
+
+    rng = random.Random(5)
+    vocabulary = [f"t{i}" for i in range(12)]
+    for _ in range(50):
+        documents = [[rng.choice(vocabulary) for _ in range(rng.randint(0, 9))] for _ in range(rng.randint(1, 15))]
+        query = [rng.choice(vocabulary) for _ in range(rng.randint(1, 6))]
+        scorer = Bm25Scorer()
+        for index, terms in enumerate(documents):
+            scorer.add(str(index), "d", terms)
+        expected = np.zeros(len(documents))
+        for hit in scorer.search(query, k=len(documents)):
+            expected[int(hit.chunk_id)] = hit.score
+        if expected.max() > 0:
+            expected /= expected.max()
+        matrix, columns = _term_matrix(documents)
+        assert bm25(query, matrix, columns) == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_floor_keeps_a_sentence_from_every_chunk_that_matches_the_query(counter):
+    """Coverage: at a quarter of the tokens, each chunk about the query keeps a short sentence
+    about it, instead of the top chunk taking the whole budget."""
+    topics = ("surgery", "oncology", "radiology", "pediatrics", "cardiology", "dermatology")
+    fillers = ("weather", "parking", "canteen", "holidays", "printers", "gardens", "lifts", "paint")
+    chunks = []
+    for i, topic in enumerate(topics):
+        filler = " ".join(f"The {fillers[(i + n) % 8]} of the {topic} wing was {fillers[(i + n + 3) % 8]}-themed "
+                          f"in {1990 + 7 * i + n} according to staff." for n in range(4))
+        chunks.append(Chunk(f"d{i}", f"{filler} Hospital pricing for {topic} rose. {filler.upper()}"))
+    result = compress("hospital pricing", chunks, ratio=0.25, counter=counter)
+    assert all("Hospital pricing" in chunk.text for chunk in result.chunks)
+    assert result.tokens_after <= result.budget
+    without_floor = compress("hospital pricing", chunks, ratio=0.25, counter=counter, tuning=Tuning(floor_share=0))
+    assert not all("Hospital pricing" in chunk.text for chunk in without_floor.chunks)
+
+
+def test_earlier_chunks_get_more_of_the_budget_than_later_equal_ones(counter):
+    """The chunk order is the retrieval rank: between equally relevant chunks, the earlier wins."""
+    text = ("Hospital revenue grew 12% in 2023. Hospital churn fell to 3%. Hospital pricing rose by 5%. "
+            "Hospital procurement took 9 months.")
+    chunks = [Chunk(f"r{i}", text.replace("Hospital", f"Hospital {i}")) for i in range(4)]
+    result = compress("hospital revenue churn pricing procurement", chunks, ratio=0.5, counter=counter)
+    tokens = [chunk.tokens for chunk in result.chunks]
+    assert tokens[0] == max(tokens) and tokens[0] > tokens[-1]
+
+
+def test_semantic_scoring_embeds_only_the_lexically_best_sentences(counter):
+    seen: list[int] = []
+
+    def counting_embed(texts):
+        seen.append(len(texts))
+        return fake_embed(texts)
+
+    compress("hospital software revenue", CHUNKS, target_tokens=30, counter=counter, embed=counting_embed,
+             tuning=Tuning(embed_limit=3))
+    assert seen == [1 + 3]  # the query and three sentences, in one call
+
+
+# --- the target model's tokenizer ----------------------------------------------------------------
+def test_the_embedding_models_names_count_with_its_wordpiece(counter):
+    from stratmaster.compression.tokens import counter_for
+
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        target = counter_for(name)
+        for chunk in CHUNKS:
+            assert target.count(chunk.text) == counter.count(chunk.text)
+
+
+def test_a_model_without_a_local_tokenizer_is_refused_not_faked(tmp_path):
+    from stratmaster.compression.tokens import TokenizerUnavailable, counter_for
+
+    for model in ("openai-community/gpt2", "gpt-4o", "../../etc/passwd"):
+        with pytest.raises(TokenizerUnavailable, match="available offline") as caught:
+            counter_for(model, tmp_path)
+        assert caught.value.model == model
+
+
+def test_a_target_tokenizer_in_the_local_hub_cache_counts_the_budget(tmp_path, counter):
+    """A tokenizer.json laid out as the Hugging Face hub caches it is found offline and used."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from stratmaster.compression.tokens import counter_for
+
+    characters = Tokenizer(models.WordLevel({ch: i for i, ch in enumerate(sorted({*"".join(c.text for c in CHUNKS)}
+                                                                                   | {"[UNK]"}))},
+                                            unk_token="[UNK]"))
+    characters.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")  # one token per character
+    snapshot = tmp_path / "models--acme--char-model" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    characters.save(str(snapshot / "tokenizer.json"))
+    (tmp_path / "models--acme--char-model" / "refs").mkdir()
+    (tmp_path / "models--acme--char-model" / "refs" / "main").write_text("0123abcd")
+    target = counter_for("acme/char-model", tmp_path)
+    assert target.count("Acme cut prices.") == len("Acme cut prices.") != counter.count("Acme cut prices.")
+    result = compress("Acme prices", CHUNKS, target_tokens=60, counter=target)
+    assert sum(len(chunk.text) for chunk in result.chunks) == result.tokens_after <= 60
