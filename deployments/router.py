@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import Field
 from ray import serve
 from ray.serve import Application
@@ -28,7 +29,13 @@ from deployments.service import ServiceIngress, service_api
 from stratmaster.health import ComponentHealth
 from stratmaster.identity import Principal
 from stratmaster.logs import current_correlation_id
-from stratmaster.router.schemas import TASK_PATTERN, CompletionRequest, FeedbackRequest, completion_body
+from stratmaster.router.schemas import (
+    TASK_PATTERN,
+    CompletionRequest,
+    FeedbackRequest,
+    completion_body,
+    completion_events,
+)
 from stratmaster.router.service import Router, RoutingError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +57,23 @@ def router_api(service: str, description: str) -> FastAPI:
     def router_of(request: Request) -> Router:
         return request.app.state.ingress.router
 
-    @api.post("/complete", tags=["router"], summary="An OpenAI chat completion, routed, with a routing block",
+    @api.post("/complete", tags=["router"], summary="An OpenAI chat completion, routed, with a routing block "
+                                                    "(stream: true for server-sent events)",
               responses={402: {"description": "The tenant's budget is exhausted"},
                          422: {"description": "Malformed request (names the field) or no model can serve it"},
                          502: {"description": "Every model the policy allows failed; details list each attempt"}})
     async def complete(body: CompletionRequest, request: Request,
-                       principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+                       principal: Principal = Depends(require_principal)) -> Any:
+        if body.stream:
+            try:
+                opened = await router_of(request).open_stream(
+                    principal.tenant, body.task, body.plain_messages(), max_tokens=body.max_tokens,
+                    temperature=body.temperature, model=body.model, request_id=current_correlation_id(),
+                    extra=body.extra())
+            except RoutingError as exc:
+                raise _routing_error(exc) from None
+            return StreamingResponse(completion_events(opened), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         try:
             done = await router_of(request).complete(
                 principal.tenant, body.task, body.plain_messages(), max_tokens=body.max_tokens,

@@ -47,6 +47,11 @@ def garbage() -> Action:
     return Action("garbage")
 
 
+def stall_mid_stream(seconds: float, content: str = "first words then a stall") -> Action:
+    """Streaming: send the first word, then wait `seconds` before the rest."""
+    return Action("stall_mid_stream", content, seconds=seconds)
+
+
 @dataclass(frozen=True)
 class Received:
     model: str
@@ -85,6 +90,9 @@ class FakeLLM:
                 if action.kind == "garbage":
                     self._send(200, {"not": "a completion"})
                     return
+                if body.get("stream"):
+                    self._stream(model, action)
+                    return
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": action.content},
@@ -92,6 +100,37 @@ class FakeLLM:
                     "usage": {"prompt_tokens": 1000, "completion_tokens": 500,
                               "total_tokens": 1500},
                 })
+
+            def _stream(self, model: str, action: Action) -> None:
+                """Server-sent events, one word a chunk, then usage and [DONE]; the body ends with the connection."""
+                self.close_connection = True
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    words = action.content.split(" ")
+                    for index, word in enumerate(words):
+                        delta = {"content": word if index == 0 else " " + word}
+                        if index == 0:
+                            delta["role"] = "assistant"
+                        self._event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                        if index == 0 and action.kind == "stall_mid_stream":
+                            time.sleep(action.seconds)
+                    self._event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                    self._event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                                 "choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 500,
+                                                          "total_tokens": 1500}})
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _event(self, payload: dict[str, Any]) -> None:
+                self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                self.wfile.flush()
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()

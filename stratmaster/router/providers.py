@@ -16,11 +16,12 @@ original order. It is not a language model and says so: its answers carry
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +57,18 @@ class ProviderResult:
     retries: int = 0
 
 
+@dataclass(slots=True)
+class StreamState:
+    """What a stream reports besides its deltas, filled in as it goes."""
+
+    model: str = ""
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    finish_reason: str = "stop"
+    latency_ms: float = 0.0
+    retries: int = 0
+
+
 class ProviderError(Exception):
     """A provider call that failed after its retries; `outcome` is the ledger's word for it."""
 
@@ -68,6 +81,8 @@ class ProviderError(Exception):
 
 class ChatProvider(Protocol):
     async def complete(self, call: ChatCall, model: ModelEntry) -> ProviderResult: ...
+
+    def stream(self, call: ChatCall, model: ModelEntry, state: StreamState) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None: ...
 
@@ -109,12 +124,18 @@ class OpenAICompatibleProvider:
                 pass  # an HTTP-date: keep our own backoff
         return min(wait, self.entry.max_backoff_s)
 
-    async def complete(self, call: ChatCall, model: ModelEntry) -> ProviderResult:
+    def _body(self, call: ChatCall, model: ModelEntry, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model.api_name, "messages": call.messages, "max_tokens": call.max_tokens,
-                                "stream": False, **call.extra}
+                                "stream": stream, **call.extra}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         if call.temperature is not None:
             body["temperature"] = call.temperature
-        started = time.perf_counter()
+        return body
+
+    async def _send(self, call: ChatCall, body: dict[str, Any], stream: bool,
+                    started: float) -> tuple[httpx.Response, int]:
+        """A 2xx response (unread when streaming) and the retries it took; ProviderError otherwise."""
         attempt = 0
         while True:
             wait_s = self.entry.timeout_s
@@ -124,9 +145,13 @@ class OpenAICompatibleProvider:
                     raise ProviderError("timeout", f"{self.name}: the request's deadline passed before this attempt",
                                         retries=attempt, latency_ms=_ms(started))
                 wait_s = min(wait_s, remaining)
-            try:
-                answer = await self._client.post("/chat/completions", json=body,
+            request = self._client.build_request("POST", "/chat/completions", json=body,
                                                  timeout=httpx.Timeout(wait_s, connect=min(wait_s, 5.0)))
+            try:
+                answer = await self._client.send(request, stream=stream)
+                if answer.status_code >= 400 and stream:
+                    await answer.aread()
+                    await answer.aclose()
             except httpx.TimeoutException as exc:
                 raise ProviderError("timeout", f"{self.name}: no answer within {wait_s:.3g} s "
                                     f"({type(exc).__name__})", retries=attempt, latency_ms=_ms(started)) from None
@@ -148,7 +173,57 @@ class OpenAICompatibleProvider:
                            "server_error" if answer.status_code >= 500 else "client_error")
                 raise ProviderError(outcome, f"{self.name}: HTTP {answer.status_code}: {answer.text[:300]}",
                                     status=answer.status_code, retries=attempt, latency_ms=_ms(started))
-            return self._result(answer, call, attempt, started)
+            return answer, attempt
+
+    async def complete(self, call: ChatCall, model: ModelEntry) -> ProviderResult:
+        started = time.perf_counter()
+        answer, retries = await self._send(call, self._body(call, model, stream=False), False, started)
+        return self._result(answer, call, retries, started)
+
+    async def stream(self, call: ChatCall, model: ModelEntry, state: StreamState) -> AsyncIterator[str]:
+        """Content deltas as the server sends them (server-sent events); `state` gets usage and the rest.
+
+        Nothing is sent before the first delta arrives, so the router can still fall back on
+        an error up to then; a failure later raises ProviderError mid-stream.
+        """
+        started = time.perf_counter()
+        answer, state.retries = await self._send(call, self._body(call, model, stream=True), True, started)
+        parts: list[str] = []
+        try:
+            async for line in answer.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                state.model = str(chunk.get("model") or state.model)
+                usage = chunk.get("usage") or {}
+                if usage:
+                    state.tokens_in = int(usage.get("prompt_tokens") or 0) or None
+                    state.tokens_out = int(usage.get("completion_tokens") or 0) or None
+                for choice in chunk.get("choices") or []:
+                    if choice.get("finish_reason"):
+                        state.finish_reason = str(choice["finish_reason"])
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        parts.append(delta)
+                        yield delta
+        except httpx.TimeoutException:
+            raise ProviderError("timeout", f"{self.name}: the stream stalled", retries=state.retries,
+                                latency_ms=_ms(started)) from None
+        except httpx.TransportError as exc:
+            raise ProviderError("connection_error", f"{self.name}: the stream broke: {type(exc).__name__}",
+                                retries=state.retries, latency_ms=_ms(started)) from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ProviderError("bad_response", f"{self.name}: not a chat completion chunk ({exc})",
+                                retries=state.retries, latency_ms=_ms(started)) from None
+        finally:
+            await answer.aclose()
+        content = "".join(parts)
+        state.tokens_in = state.tokens_in or prompt_tokens(call.messages)
+        state.tokens_out = state.tokens_out or estimate_tokens(content)
+        state.latency_ms = _ms(started)
 
     @staticmethod
     def _can_wait(call: ChatCall, seconds: float) -> bool:
@@ -241,6 +316,15 @@ class LocalExtractiveProvider:
         content = extract_answer(call.messages, call.max_tokens)
         return ProviderResult(content, LOCAL_MODEL, prompt_tokens(call.messages), estimate_tokens(content),
                               "stop", _ms(started))
+
+    async def stream(self, call: ChatCall, model: ModelEntry, state: StreamState) -> AsyncIterator[str]:
+        """The same answer, one sentence at a time."""
+        result = await self.complete(call, model)
+        state.model, state.tokens_in, state.tokens_out = result.model, result.tokens_in, result.tokens_out
+        state.latency_ms = result.latency_ms
+        sentences = [s.strip() for s in _SENTENCE.findall(result.content) if s.strip()]
+        for index, sentence in enumerate(sentences):
+            yield sentence if index == 0 else " " + sentence
 
     async def aclose(self) -> None:
         pass

@@ -58,9 +58,10 @@ class CallRecord:
 
 def new_call(tenant: str, task: str, model: str, provider: str, attempt: int, outcome: str, *,
              status_code: int | None = None, tokens_in: int = 0, tokens_out: int = 0, cost_usd: float = 0.0,
-             latency_ms: float = 0.0, request_id: str | None = None, error: str | None = None) -> CallRecord:
-    return CallRecord(str(uuid.uuid4()), tenant, task, model, provider, attempt, outcome, status_code, tokens_in,
-                      tokens_out, cost_usd, latency_ms, request_id, error, None, datetime.now(UTC))
+             latency_ms: float = 0.0, request_id: str | None = None, error: str | None = None,
+             call_id: str | None = None) -> CallRecord:
+    return CallRecord(call_id or str(uuid.uuid4()), tenant, task, model, provider, attempt, outcome, status_code,
+                      tokens_in, tokens_out, cost_usd, latency_ms, request_id, error, None, datetime.now(UTC))
 
 
 def _record(row: Any) -> CallRecord:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stratmaster.router.service import Completion
+from stratmaster.router.service import Completion, StreamingCompletion
 
 TASK_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 MAX_MESSAGES = 256
@@ -36,15 +38,9 @@ class CompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=32768)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: list[str] | str | None = None
-    stream: bool = Field(False, description="Not supported yet: must be false")
+    stream: bool = Field(False, description="Answer as server-sent events (chat.completion.chunk), the last "
+                                            "chunk carrying usage and the routing block")
     user: str | None = Field(None, max_length=256)
-
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported by the router yet; send stream: false")
-        return value
 
     @field_validator("messages")
     @classmethod
@@ -100,3 +96,40 @@ def completion_body(done: Completion) -> dict[str, Any]:
             "temperature_capped_from": done.decision.temperature_capped_from,
         },
     }
+
+
+async def completion_events(opened: StreamingCompletion) -> AsyncIterator[str]:
+    """OpenAI's streaming shape: `data: {chat.completion.chunk}` events, then `data: [DONE]`.
+
+    The last chunk has the finish reason, `usage` and the `routing` block (and `error`, when
+    the model failed mid-stream: the answer is then cut short).
+    """
+    head: dict[str, Any] = {"id": f"chatcmpl-{opened.call_id}", "object": "chat.completion.chunk",
+                            "created": int(time.time())}
+    first = True
+    async for delta in opened.deltas():
+        piece = {"content": delta}
+        if first:
+            piece["role"] = "assistant"
+            first = False
+        yield "data: " + json.dumps({**head, "model": opened.state.model or opened.model,
+                                     "choices": [{"index": 0, "delta": piece, "finish_reason": None}]}) + "\n\n"
+    call = opened.call
+    assert call is not None
+    last: dict[str, Any] = {
+        **head, "model": opened.state.model or opened.model,
+        "choices": [{"index": 0, "delta": {},
+                     "finish_reason": "error" if opened.error else opened.state.finish_reason}],
+        "usage": {"prompt_tokens": call.tokens_in, "completion_tokens": call.tokens_out,
+                  "total_tokens": call.tokens_in + call.tokens_out},
+        "routing": {"call_id": call.id, "model": call.model, "provider": call.provider, "task": call.task,
+                    "policy": opened.decision.policy, "why": opened.decision.why,
+                    "chosen_by": opened.decision.chooser, "fallbacks_tried": opened.fallbacks_tried,
+                    "excluded": opened.decision.excluded, "cost_usd": round(call.cost_usd, 8),
+                    "retries": opened.state.retries, "provider_ms": call.latency_ms,
+                    "temperature_capped_from": opened.decision.temperature_capped_from},
+    }
+    if opened.error:
+        last["error"] = opened.error
+    yield "data: " + json.dumps(last) + "\n\n"
+    yield "data: [DONE]\n\n"

@@ -23,7 +23,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,8 @@ from stratmaster.router.providers import (
     LocalExtractiveProvider,
     OpenAICompatibleProvider,
     ProviderError,
+    StreamState,
+    estimate_tokens,
     prompt_tokens,
 )
 from stratmaster.router.repository import CallRecord, RouterRepository, new_call, period_bounds
@@ -172,6 +175,60 @@ class Completion:
     router_overhead_ms: float = 0.0
     provider_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamingCompletion:
+    """An answer being streamed: iterate `deltas()`; afterwards `call` is its ledger row, `error` any failure."""
+
+    def __init__(self, router: Router, tenant: str, task: str, decision: Decision, model: str, provider: str,
+                 entry: ModelEntry, attempt: int, budget: BudgetStatus, request_id: str | None,
+                 attempts: list[CallRecord], tried: list[dict[str, Any]], state: StreamState, first: str | None,
+                 rest: AsyncIterator[str]) -> None:
+        self.router, self.tenant, self.task, self.decision = router, tenant, task, decision
+        self.model, self.provider, self.entry, self.attempt = model, provider, entry, attempt
+        self.budget, self.request_id, self.attempts, self.fallbacks_tried = budget, request_id, attempts, tried
+        self.state, self._first, self._rest = state, first, rest
+        self.call_id = str(uuid.uuid4())
+        self.call: CallRecord | None = None
+        self.error: dict[str, Any] | None = None
+
+    async def deltas(self) -> AsyncIterator[str]:
+        parts: list[str] = []
+        outcome, failure = "ok", None
+        try:
+            if self._first is not None:
+                parts.append(self._first)
+                yield self._first
+            async for delta in self._rest:
+                parts.append(delta)
+                yield delta
+        except ProviderError as exc:
+            outcome, failure = exc.outcome, exc
+            self.error = {"outcome": exc.outcome, "message": exc.message}
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client went away: charge what was produced, synchronously (nothing may be awaited here).
+            self._record("client_closed", "".join(parts), None)
+            raise
+        await asyncio.to_thread(self._record, outcome, "".join(parts), failure)
+
+    def _record(self, outcome: str, content: str, failure: ProviderError | None) -> None:
+        tokens_in = self.state.tokens_in or self.decision.prompt_tokens
+        # A stream cut short has no usage from the provider: count what was sent.
+        tokens_out = (self.state.tokens_out if outcome == "ok" else None) or estimate_tokens(content)
+        self.call = new_call(self.tenant, self.task, self.model, self.provider, self.attempt, outcome,
+                             tokens_in=tokens_in, tokens_out=tokens_out,
+                             cost_usd=self.entry.cost_usd(tokens_in, tokens_out),
+                             latency_ms=self.state.latency_ms or (failure.latency_ms if failure else 0.0),
+                             request_id=self.request_id, error=failure.message if failure else None,
+                             call_id=self.call_id)
+        if failure is not None and failure.status not in REQUEST_SPECIFIC_STATUS:
+            self.router.cooldowns.cool(self.model, self.router.catalogue.routing.cooldown_s, failure.outcome)
+        self.router._account(self.tenant, self.task, [*self.attempts, self.call], self.budget.period_key)
+        if outcome == "ok":
+            self.router._succeeded(self.task, self.model, self.attempt)
+        else:
+            self.router._decisions.inc(1.0, {"task": self.router._task_label(self.task), "model": self.model,
+                                             "outcome": outcome})
 
 
 def build_providers(catalogue: Catalogue, environ: Mapping[str, str] | None = None) -> dict[str, ChatProvider]:
@@ -313,39 +370,59 @@ class Router:
     def _task_label(self, task: str) -> str:
         return task if task in self._tasks else "other"
 
+    def _deadline_passed(self, call: ChatCall, kind: str, name: str, tried: list[dict[str, Any]]) -> bool:
+        """Record a skip when the deadline leaves no time for a remote model (not its fault: no row, no cooldown)."""
+        remaining = call.remaining_s()
+        if kind == "local" or remaining is None or remaining > 0.05:
+            return False
+        tried.append({"model": name, "outcome": "deadline_passed", "status_code": None, "retries": 0,
+                      "latency_ms": 0.0, "error": f"the request's {self.catalogue.routing.deadline_s:g} s "
+                                                  "deadline passed before this model's turn"})
+        return True
+
+    def _failed(self, tenant: str, task: str, name: str, provider_name: str, attempt: int, exc: ProviderError,
+                request_id: str | None, attempts: list[CallRecord], tried: list[dict[str, Any]]) -> None:
+        if exc.status not in REQUEST_SPECIFIC_STATUS:
+            self.cooldowns.cool(name, self.catalogue.routing.cooldown_s, exc.outcome)
+        attempts.append(new_call(tenant, task, name, provider_name, attempt, exc.outcome, status_code=exc.status,
+                                 latency_ms=exc.latency_ms, request_id=request_id, error=exc.message))
+        tried.append({"model": name, "outcome": exc.outcome, "status_code": exc.status, "retries": exc.retries,
+                      "latency_ms": exc.latency_ms, "error": exc.message})
+        self._decisions.inc(1.0, {"task": self._task_label(task), "model": name, "outcome": exc.outcome})
+        log.warning("model call failed", extra={"model": name, "outcome": exc.outcome, "attempt": attempt})
+
+    def _succeeded(self, task: str, name: str, attempt: int) -> None:
+        self._decisions.inc(1.0, {"task": self._task_label(task), "model": name,
+                                  "outcome": "ok" if attempt == 0 else "ok_after_fallback"})
+
+    def _all_failed(self, decision: Decision, tried: list[dict[str, Any]]) -> AllModelsFailed:
+        return AllModelsFailed(f"every model {decision.policy} allows failed: "
+                               + "; ".join(f"{t['model']}: {t['outcome']}" for t in tried),
+                               {"policy": decision.policy, "fallbacks_tried": tried})
+
+    def _call_for(self, decision: Decision, messages: list[dict[str, str]], extra: dict[str, Any] | None) -> ChatCall:
+        return ChatCall(messages, decision.max_tokens, decision.temperature, extra or {},
+                        deadline=time.monotonic() + self.catalogue.routing.deadline_s)
+
     async def complete(self, tenant: str, task: str, messages: list[dict[str, str]], *,
                        max_tokens: int | None = None, temperature: float | None = None, model: str | None = None,
                        request_id: str | None = None, extra: dict[str, Any] | None = None) -> Completion:
         started = time.perf_counter()
         status, decision = await asyncio.to_thread(self.prepare, tenant, task, messages, max_tokens, temperature,
                                                     model)
-        call = ChatCall(messages, decision.max_tokens, decision.temperature, extra or {},
-                        deadline=time.monotonic() + self.catalogue.routing.deadline_s)
+        call = self._call_for(decision, messages, extra)
         attempts: list[CallRecord] = []
         tried: list[dict[str, Any]] = []
         provider_ms = 0.0
         for attempt, name in enumerate(decision.candidates):
             provider_name, provider_entry, entry = self.catalogue.model(name)
-            remaining = call.remaining_s()
-            if provider_entry.kind != "local" and remaining is not None and remaining <= 0.05:
-                # Not the model's fault: no row, no cooldown; the offline provider still may answer.
-                tried.append({"model": name, "outcome": "deadline_passed", "status_code": None, "retries": 0,
-                              "latency_ms": 0.0, "error": f"the request's {self.catalogue.routing.deadline_s:g} s "
-                                                          "deadline passed before this model's turn"})
+            if self._deadline_passed(call, provider_entry.kind, name, tried):
                 continue
             try:
                 result = await self.providers[provider_name].complete(call, entry)
             except ProviderError as exc:
                 provider_ms += exc.latency_ms
-                if exc.status not in REQUEST_SPECIFIC_STATUS:
-                    self.cooldowns.cool(name, self.catalogue.routing.cooldown_s, exc.outcome)
-                attempts.append(new_call(tenant, task, name, provider_name, attempt, exc.outcome,
-                                         status_code=exc.status, latency_ms=exc.latency_ms, request_id=request_id,
-                                         error=exc.message))
-                tried.append({"model": name, "outcome": exc.outcome, "status_code": exc.status,
-                              "retries": exc.retries, "latency_ms": exc.latency_ms, "error": exc.message})
-                self._decisions.inc(1.0, {"task": self._task_label(task), "model": name, "outcome": exc.outcome})
-                log.warning("model call failed", extra={"model": name, "outcome": exc.outcome, "attempt": attempt})
+                self._failed(tenant, task, name, provider_name, attempt, exc, request_id, attempts, tried)
                 continue
             provider_ms += result.latency_ms
             cost = entry.cost_usd(result.tokens_in, result.tokens_out)
@@ -354,22 +431,49 @@ class Router:
                               latency_ms=result.latency_ms, request_id=request_id)
             attempts.append(record)
             await asyncio.to_thread(self._account, tenant, task, attempts, status.period_key)
-            self._decisions.inc(1.0, {"task": self._task_label(task), "model": name,
-                                      "outcome": "ok" if attempt == 0 else "ok_after_fallback"})
+            self._succeeded(task, name, attempt)
             overhead = (time.perf_counter() - started) * 1000 - provider_ms
             return Completion(record, result.content, result.model or name, result.finish_reason, decision, tried,
                               round(overhead, 3), round(provider_ms, 3),
                               {"retries": result.retries})
         await asyncio.to_thread(self._account, tenant, task, attempts, status.period_key)
-        raise AllModelsFailed(f"every model {decision.policy} allows failed: "
-                              + "; ".join(f"{t['model']}: {t['outcome']}" for t in tried),
-                              {"policy": decision.policy, "fallbacks_tried": tried})
+        raise self._all_failed(decision, tried)
+
+    async def open_stream(self, tenant: str, task: str, messages: list[dict[str, str]], *,
+                          max_tokens: int | None = None, temperature: float | None = None, model: str | None = None,
+                          request_id: str | None = None, extra: dict[str, Any] | None = None) -> StreamingCompletion:
+        """A streamed answer from the first candidate that sends its first delta.
+
+        Until a model's first delta arrives, its failure falls back like `complete`; once
+        deltas flow, the answer is that model's, and a failure ends the stream with an error
+        (its ledger row says which). Budget and decision errors raise before anything streams.
+        """
+        status, decision = await asyncio.to_thread(self.prepare, tenant, task, messages, max_tokens, temperature,
+                                                    model)
+        call = self._call_for(decision, messages, extra)
+        attempts: list[CallRecord] = []
+        tried: list[dict[str, Any]] = []
+        for attempt, name in enumerate(decision.candidates):
+            provider_name, provider_entry, entry = self.catalogue.model(name)
+            if self._deadline_passed(call, provider_entry.kind, name, tried):
+                continue
+            state = StreamState()
+            deltas = self.providers[provider_name].stream(call, entry, state)
+            try:
+                first = await anext(deltas, None)
+            except ProviderError as exc:
+                self._failed(tenant, task, name, provider_name, attempt, exc, request_id, attempts, tried)
+                continue
+            return StreamingCompletion(self, tenant, task, decision, name, provider_name, entry, attempt, status,
+                                       request_id, attempts, tried, state, first, deltas)
+        await asyncio.to_thread(self._account, tenant, task, attempts, status.period_key)
+        raise self._all_failed(decision, tried)
 
     def _account(self, tenant: str, task: str, attempts: list[CallRecord], spend_key: str) -> None:
         self.repository.record(attempts, spend_key)
         # A failed call is a zero reward for that model's arm (kept whether or not the flag is on).
         for failed in attempts:
-            if failed.outcome != "ok":
+            if failed.outcome not in ("ok", "client_closed"):
                 self.repository.reward_arm(tenant, task, failed.model, 0.0)
 
     # --- learning ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
-from router_fake_llm import FakeLLM, fail
+from router_fake_llm import FakeLLM, answer, fail, stall_mid_stream
 from test_router_service import catalogue_for
 
 from deployments.router import RouterArgs, router_api
@@ -86,7 +86,7 @@ def test_an_exhausted_budget_is_a_402_with_a_clear_message(client, issuer):
     ({**BODY, "task": "Not A Task"}, "body.task"),
     ({**BODY, "temperature": 5}, "body.temperature"),
     ({**BODY, "max_tokens": 0}, "body.max_tokens"),
-    ({**BODY, "stream": True}, "body.stream"),
+    ({**BODY, "stream": "sometimes"}, "body.stream"),
     ({**BODY, "surprise": 1}, "body.surprise"),
     ({"messages": [{"role": "system", "content": "no question"}]}, "body.messages"),
 ])
@@ -126,3 +126,44 @@ def test_builder_args_default_to_the_shipped_catalogue():
     assert RouterArgs().catalogue == "configs/router/models.yaml"
     with pytest.raises(ValueError):
         RouterArgs.model_validate({"catalog": "typo.yaml"})
+
+
+def events(text: str) -> list[object]:
+    import json
+
+    data = [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+    return [d if d == "[DONE]" else json.loads(d) for d in data]
+
+
+def test_stream_true_answers_server_sent_chunks_ending_with_routing_and_done(client, issuer, fake):
+    fake.script("primary-m", fail(503), fail(503))
+    fake.script("backup-m", answer("Customers stayed after the rise."))
+    answer_ = client.post("/complete", json={**BODY, "stream": True}, headers=auth(issuer, "rich"))
+    assert answer_.status_code == 200 and answer_.headers["content-type"].startswith("text/event-stream")
+    chunks = events(answer_.text)
+    assert chunks[-1] == "[DONE]"
+    body, last = chunks[:-2], chunks[-2]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in body) == "Customers stayed after the rise."
+    assert body[0]["choices"][0]["delta"]["role"] == "assistant" and len({c["id"] for c in chunks[:-1]}) == 1
+    assert last["routing"]["model"] == "backup-m" and last["routing"]["fallbacks_tried"][0]["model"] == "primary-m"
+    assert last["usage"]["completion_tokens"] == 500 and last["choices"][0]["finish_reason"] == "stop"
+    ledger = client.get("/ledger", headers=auth(issuer, "rich")).json()
+    assert {(c["model"], c["outcome"]) for c in ledger["calls"]} == {("primary-m", "server_error"), ("backup-m", "ok")}
+    assert last["id"] == f"chatcmpl-{last['routing']['call_id']}"
+
+
+def test_a_stream_cut_short_says_so_in_its_last_chunk(client, issuer, fake):
+    fake.script("primary-m", stall_mid_stream(2.0, "Customers stayed after the rise."))
+    chunks = events(client.post("/complete", json={**BODY, "stream": True}, headers=auth(issuer, "rich")).text)
+    last = chunks[-2]
+    assert last["choices"][0]["finish_reason"] == "error" and last["error"]["outcome"] == "timeout"
+    assert chunks[0]["choices"][0]["delta"]["content"] == "Customers"
+    ledger = client.get("/ledger", headers=auth(issuer, "rich")).json()["calls"]
+    assert [(c["model"], c["outcome"]) for c in ledger] == [("primary-m", "timeout")]
+
+
+def test_a_streamed_request_over_budget_is_still_a_json_402(client, issuer):
+    for _ in range(3):
+        client.post("/complete", json=BODY, headers=auth(issuer))
+    refused = client.post("/complete", json={**BODY, "stream": True}, headers=auth(issuer))
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exhausted"

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from router_fake_llm import FakeLLM, answer, fail, garbage, stall
+from router_fake_llm import FakeLLM, answer, fail, garbage, stall, stall_mid_stream
 
 from stratmaster.router.catalogue import ModelEntry, ProviderEntry
 from stratmaster.router.providers import (
@@ -16,6 +16,7 @@ from stratmaster.router.providers import (
     LocalExtractiveProvider,
     OpenAICompatibleProvider,
     ProviderError,
+    StreamState,
     extract_answer,
 )
 
@@ -131,3 +132,52 @@ def test_local_extractive_keeps_to_max_tokens_and_falls_back_to_leading_sentence
     short = extract_answer(messages, max_tokens=12)
     assert short == "Acme raised prices by 12 percent in March."
     assert extract_answer([{"role": "user", "content": "Just a question?"}], 50) == "Just a question?"
+
+
+async def collect(client: OpenAICompatibleProvider, state: StreamState) -> list[str]:
+    got: list[str] = []
+    try:
+        async for delta in client.stream(CALL, MODEL, state):
+            got.append(delta)
+    finally:
+        await client.aclose()
+    return got
+
+
+def test_a_stream_yields_deltas_and_reports_usage(fake):
+    fake.script("served-a", fail(500), answer("Prices rose in March."))
+    state = StreamState()
+    deltas = asyncio.run(collect(provider(fake.base_url), state))
+    assert "".join(deltas) == "Prices rose in March." and len(deltas) == 4
+    assert (state.tokens_in, state.tokens_out, state.model, state.retries) == (1000, 500, "served-a", 1)
+    sent = fake.calls()[-1].body
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
+def test_a_stream_that_stalls_after_its_first_delta_raises_a_timeout(fake):
+    fake.script("served-a", stall_mid_stream(1.5, "one two three"))
+    got: list[str] = []
+
+    async def run() -> None:
+        client = provider(fake.base_url, timeout_s=0.3)
+        try:
+            async for delta in client.stream(CALL, MODEL, StreamState()):
+                got.append(delta)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(ProviderError) as caught:
+        asyncio.run(run())
+    assert got == ["one"] and caught.value.outcome == "timeout"
+
+
+def test_the_local_provider_streams_its_sentences():
+    messages = [{"role": "system", "content": CONTEXT}, {"role": "user", "content": "What about prices and visits?"}]
+    state = StreamState()
+
+    async def run() -> list[str]:
+        return [d async for d in LocalExtractiveProvider().stream(ChatCall(messages, 64),
+                                                                  ModelEntry(name="local-extractive"), state)]
+
+    deltas = asyncio.run(run())
+    assert len(deltas) >= 2 and deltas[1].startswith(" ") and state.model == "local-extractive"
