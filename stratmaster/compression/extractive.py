@@ -17,10 +17,11 @@ Budget and accounting
 
 Modes
     extractive (default): split every chunk into sentences (`sentence_spans`, char spans of
-        the original text), score them, select in two phases (below), keep the picked
-        sentences in their original order. A sentence is kept only if its chunk's text,
-        recounted with it inserted, keeps the total within the budget, so the budget is
-        never exceeded.
+        the original text), score them, select (below), keep the picked sentences in their
+        original order. The budget is never exceeded: selection counts a chunk as its
+        sentences' tokens plus the separators', the selected texts are then counted as
+        returned, and if that overshoots (a tokenizer that merges across the separator)
+        selection is redone recounting each chunk's joined text at every step.
     prune: as extractive, but a sentence costs and returns its pruned text: stopwords (the
         analyzer's Lucene list) and words already seen in the sentence are dropped, while
         numbers, capitalised words (names) and negations ("not", "no", "never", "n't", ...)
@@ -401,38 +402,71 @@ def _extractive(query: str | None, chunks: Sequence[Chunk], budget: int, mode: M
     if budget < smallest:
         raise BudgetTooSmall(budget, smallest, mode)
     scores = score(query, sentences, len(chunks), tuning, embed)
+
+    def joined(members: list[int]) -> str:
+        return SEPARATOR.join(sentences[index].text for index in members)
+
+    # Select with each chunk's tokens estimated as its sentences' plus the separators' (exact
+    # for WordPiece, whose words never merge across a space), then count what was selected; a
+    # tokenizer for which that overshoots the budget gets the selection redone, recounting
+    # the chunk's joined text at every step (a few ms more).
+    separator = counter.count(SEPARATOR)
+    picked, duplicate = _select(sentences, scores, budget, tuning,
+                                lambda members: sum(sentences[i].tokens for i in members)
+                                + separator * (len(members) - 1))
+    counts = {chunk: counter.count(joined(members)) for chunk, members in picked.items()}
+    if sum(counts.values()) > budget:
+        picked, duplicate = _select(sentences, scores, budget, tuning, lambda members: counter.count(joined(members)))
+        counts = {chunk: counter.count(joined(members)) for chunk, members in picked.items()}
+
+    out, kept = [], []
+    for index, chunk in enumerate(chunks):
+        members = picked.get(index, [])
+        out.append(CompressedChunk(chunk.id, joined(members), counts.get(index, 0)))
+        kept.extend(KeptSentence(chunk.id, sentences[i].start, sentences[i].end, sentences[i].text,
+                                 sentences[i].original) for i in members)
+    chosen = {i for members in picked.values() for i in members}
+    dropped = [DroppedSentence(chunks[s.chunk].id, s.start, s.end, "duplicate" if duplicate[i] else "budget")
+               for i, s in enumerate(sentences) if i not in chosen]
+    return _result(mode, budget, out, kept, dropped, tokens_before)
+
+
+def _select(sentences: Sequence[_Sentence], scores: Scores, budget: int, tuning: Tuning,
+            count: Callable[[list[int]], int]) -> tuple[dict[int, list[int]], np.ndarray]:
+    """The selection of the module docstring: chunk index -> kept sentence indices (in original
+    order), and which sentences are near-duplicates of kept ones. `count(members)` gives a
+    chunk's tokens with those sentences."""
     owner = np.array([sentence.chunk for sentence in sentences])
     tokens = np.array([sentence.tokens for sentence in sentences], dtype=np.float64)
     priority = scores.chunk_score[owner] * ((1 - tuning.sentence_weight) + tuning.sentence_weight * scores.relevance)
     priority = priority / max(float(priority.max()), 1e-12)
-
-    picked: dict[int, list[int]] = {}  # chunk index -> sentence indices, in original order
-    chunk_tokens = [0] * len(chunks)
+    picked: dict[int, list[int]] = {}
+    chunk_tokens: dict[int, int] = {}
     total = 0
     open_ = np.ones(len(sentences), dtype=bool)
     max_similarity = np.zeros(len(sentences), dtype=np.float64)
 
     def take(best: int, limit: int) -> bool:
-        """Keep sentence `best` if its chunk, recounted with it, keeps the total within `limit`."""
+        """Keep sentence `best` if its chunk, counted with it, keeps the total within `limit`."""
         nonlocal total
         open_[best] = False
         sentence = sentences[best]
         if max_similarity[best] >= tuning.duplicate_similarity or sentence.tokens > limit - total:
             return False
         members = sorted(picked.get(sentence.chunk, []) + [best])
-        count = counter.count(SEPARATOR.join(sentences[index].text for index in members))
-        if total - chunk_tokens[sentence.chunk] + count > limit:
+        tokens_now = count(members)
+        if total - chunk_tokens.get(sentence.chunk, 0) + tokens_now > limit:
             return False
-        total += count - chunk_tokens[sentence.chunk]
-        chunk_tokens[sentence.chunk] = count
+        total += tokens_now - chunk_tokens.get(sentence.chunk, 0)
+        chunk_tokens[sentence.chunk] = tokens_now
         picked[sentence.chunk] = members
         np.maximum(max_similarity, scores.vectors @ scores.vectors[best], out=max_similarity)
         return True
 
-    # 1. The single best sentence, so a budget with room for little keeps what matters most.
+    # 0. The single best sentence, so a budget with room for little keeps what matters most.
     fitting = np.flatnonzero(tokens <= budget)
     take(int(fitting[np.argmax(priority[fitting])]), budget)
-    # 2. The floor: a sentence from every chunk that looks relevant, best chunks first.
+    # 1. The floor: a sentence from every chunk that looks relevant, best chunks first.
     floor_limit = int(tuning.floor_share * budget)
     density = (scores.relevance + tuning.floor_epsilon) / np.power(np.maximum(tokens, 1.0), tuning.floor_length)
     floor_chunks = [chunk for chunk in np.argsort(-scores.chunk_score, kind="stable").tolist()
@@ -448,20 +482,9 @@ def _extractive(query: str | None, chunks: Sequence[Chunk], budget: int, mode: M
             take(int(fair[np.argmax(density[fair])]), floor_limit)
         else:  # nothing that short: the shortest, best first among equals
             take(int(candidates[np.lexsort((-scores.relevance[candidates], tokens[candidates]))[0]]), floor_limit)
-    # 3. The rest of the budget: MMR over priority (chunk score times sentence relevance).
+    # 2. The rest of the budget: MMR over priority (chunk score times sentence relevance).
     while open_.any() and total < budget:
         mmr = tuning.mmr_lambda * priority - (1 - tuning.mmr_lambda) * max_similarity
         mmr[~open_] = -np.inf
         take(int(np.argmax(mmr)), budget)  # ties: the earliest sentence
-
-    out, kept = [], []
-    for index, chunk in enumerate(chunks):
-        members = picked.get(index, [])
-        out.append(CompressedChunk(chunk.id, SEPARATOR.join(sentences[i].text for i in members), chunk_tokens[index]))
-        kept.extend(KeptSentence(chunk.id, sentences[i].start, sentences[i].end, sentences[i].text,
-                                 sentences[i].original) for i in members)
-    chosen = {i for members in picked.values() for i in members}
-    duplicate = max_similarity >= tuning.duplicate_similarity  # of a kept sentence, whether or not reached
-    dropped = [DroppedSentence(chunks[s.chunk].id, s.start, s.end, "duplicate" if duplicate[i] else "budget")
-               for i, s in enumerate(sentences) if i not in chosen]
-    return _result(mode, budget, out, kept, dropped, tokens_before)
+    return picked, max_similarity >= tuning.duplicate_similarity

@@ -7,8 +7,9 @@ fits (the smallest unit, recomputed here independently, exceeds the budget), or:
   the chunk's returned text is made of them;
 - something is returned (the smallest unit fits, so at least that is kept).
 
-Most examples count with cheap fake counters (words and every whitespace character, or
-characters) so many run quickly; some count with the embedding model's real WordPiece
+Most examples count with cheap fake counters (words and every whitespace character,
+characters, or a superadditive one that makes selection's per-sentence estimate overshoot,
+so the exact recounting path runs) so many run quickly; some count with the embedding model's real WordPiece
 tokenizer (tokenizer.json only, the ONNX model is never loaded).
 """
 
@@ -43,6 +44,15 @@ class CharCounter:
 
     def count(self, text: str) -> int:
         return len(text)
+
+
+class SuperadditiveCounter:
+    """Joined texts cost more than their parts: selection's estimate overshoots, forcing the exact redo."""
+
+    name = "superadditive"
+
+    def count(self, text: str) -> int:
+        return int(len(text) ** 1.2)
 
 
 _WORDPIECE: WordpieceCounter | None = None
@@ -130,7 +140,8 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 REAL = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.mark.parametrize("counter", [WordsAndSpacesCounter(), CharCounter()], ids=lambda c: c.name)
+@pytest.mark.parametrize("counter", [WordsAndSpacesCounter(), CharCounter(), SuperadditiveCounter()],
+                         ids=lambda c: c.name)
 @pytest.mark.parametrize("mode", MODES)
 @FAST
 @given(chunks=chunks_strategy, query=query_strategy, data=st.data())
