@@ -22,6 +22,7 @@ from deployments.gateway_core import Gateway
 from deployments.http import create_api, require_principal
 from deployments.ray_metrics import instrument
 from deployments.runtime import ReplicaRuntime
+from deployments.security import add_security_routes
 from stratmaster import __version__
 from stratmaster.cache import create_cache
 from stratmaster.db.engine import create_db_engine
@@ -94,6 +95,8 @@ def build_gateway_api() -> FastAPI:
             "docs": "/docs",
         }
 
+
+    add_security_routes(api)
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:

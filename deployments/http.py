@@ -3,15 +3,20 @@
 `create_api()` returns a FastAPI app with, in this order around every request:
 correlation id (from `X-Request-ID` or generated, echoed back, bound to every log line),
 edge metrics (latency histogram and request count by route template and status class),
-an access-log line, and the JSON error format. `require_principal` is the bearer-token
-dependency that protected routers declare. Nothing here knows which service it serves,
-so the gateway and the five services behave identically at the edge.
+an access-log line, the audit record of audited endpoints, and the JSON error format.
+`require_principal` is the bearer-token dependency that protected routes declare: it
+verifies the token, then checks the caller's roles against the endpoint's permission in
+`stratmaster.security.rbac` (an endpoint the table does not name is refused to everyone).
+Nothing here knows which service it serves, so the gateway and the five services behave
+identically at the edge.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stratmaster.identity import AuthenticationError, Principal, TokenVerifier, parse_bearer
 from stratmaster.logs import correlation_scope, current_correlation_id
+from stratmaster.security.audit import entry_now, outcome_of
+from stratmaster.security.rbac import ENDPOINTS, Rule, permissions_of, roles_granting, rule_for
 from stratmaster.telemetry import NULL, Counter, Histogram, status_class
 
 log = logging.getLogger("stratmaster.http")
@@ -105,6 +112,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode())
+        state = scope.setdefault("state", {})  # what require_principal leaves for the audit record
         started = time.perf_counter()
         status = 500
         started_response = False
@@ -145,12 +153,32 @@ class EdgeMiddleware:
                 metrics.duration.observe(elapsed, tags)
                 log.info("request", extra={"method": scope["method"], "path": scope["path"], "route": template,
                                            "status": status, "duration_ms": round(elapsed * 1000, 2)})
+                rule, principal = state.get("rule"), state.get("principal")
+                if isinstance(rule, Rule) and rule.audited and isinstance(principal, Principal):
+                    await _audit(scope, principal, template, status, cid)
+
+
+async def _audit(scope: Scope, principal: Principal, template: str, status: int, correlation_id: str) -> None:
+    """Append the audit record; a database that refuses it is logged loudly, with the record."""
+    audit = getattr(scope["app"].state, "audit", None)
+    if audit is None:
+        return
+    entry = entry_now(tenant=principal.tenant, subject=principal.subject, roles=principal.roles,
+                      action=f"{scope['method']} {template}", resource=scope.get("root_path", "") + scope["path"],
+                      correlation_id=correlation_id, outcome=outcome_of(status), status=status)
+    try:
+        await asyncio.to_thread(audit().append, entry)
+    except Exception:  # noqa: BLE001 - the response is sent; the record must at least reach the log
+        log.exception("audit record not stored", extra={"audit": entry.as_dict()})
 
 
 def create_api(service: str, *, title: str, description: str, version: str,
-               **fastapi_kwargs: Any) -> FastAPI:
-    """A FastAPI app with the shared stack installed; routes are the caller's."""
+               permissions: Mapping[tuple[str, str, str], Rule] | None = None, **fastapi_kwargs: Any) -> FastAPI:
+    """A FastAPI app with the shared stack installed; routes are the caller's.
+
+    `permissions` replaces the platform's endpoint table (tests of the stack itself)."""
     api = FastAPI(title=title, description=description, version=version, **fastapi_kwargs)
+    api.state.permissions = ENDPOINTS if permissions is None else permissions
     api.add_exception_handler(APIError, _on_api_error)
     api.add_exception_handler(StarletteHTTPException, _on_http_exception)
     api.add_exception_handler(RequestValidationError, _on_validation_error)
@@ -173,5 +201,24 @@ def require_principal(request: Request, _: object = Depends(_bearer_scheme)) -> 
     token = parse_bearer(request.headers.get("authorization"))
     principal = verifier.verify(token)
     request.state.principal = principal
+    authorize(request, principal)
     return principal
+
+
+def authorize(request: Request, principal: Principal) -> Rule:
+    """The endpoint's rule, when the caller's roles grant its permission; else a 403 naming what is missing."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    shown = f"{request.method} {request.scope.get('root_path', '')}{path}"
+    rule = rule_for(request.app.state.service, request.method, path, request.app.state.permissions)
+    if rule is None:
+        raise APIError(403, "forbidden", f"{shown} has no permission assigned, so no role may call it")
+    request.state.rule = rule
+    if rule.permission not in permissions_of(principal.roles):
+        held = ", ".join(principal.roles) or "none"
+        raise APIError(403, "forbidden",
+                       f"{shown} needs the {rule.permission} permission; your roles ({held}) do not grant it",
+                       {"permission": str(rule.permission), "roles": list(principal.roles),
+                        "granted_by": roles_granting(rule.permission)})
+    return rule
 

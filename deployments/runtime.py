@@ -44,6 +44,7 @@ class ReplicaRuntime:
         app.state.runtime = self
         app.state.verifier = self.verifier
         app.state.edge_metrics = self.edge_metrics
+        app.state.audit = self.audit_log
         # Serve's proxy takes X-Request-ID as its request id and echoes it in the response.
         app.state.proxy_echoes_request_id = True
         return app
@@ -55,6 +56,15 @@ class ReplicaRuntime:
 
             return OnnxEmbedder(self.settings.data_dir / "models", precision="int8")
         return self._loaded("embedding", load)
+
+    def audit_log(self) -> Any:
+        """The audit log in the platform's database, connected on the first audited call."""
+        def load() -> Any:
+            from stratmaster.db.engine import create_db_engine
+            from stratmaster.security.audit import AuditLog
+
+            return AuditLog(create_db_engine(self.settings.effective_database_url))
+        return self._loaded("audit", load)
 
     def token_counter(self) -> Any:
         """The embedding model's WordPiece tokenizer, loaded once per replica on first use."""

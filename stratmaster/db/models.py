@@ -209,3 +209,25 @@ class RouterBanditArm(Base):
     pulls: Mapped[int] = mapped_column(Integer, nullable=False)
     reward_sum_ppm: Mapped[int] = mapped_column(BigInteger, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class AuditRecord(Base):
+    """One write or administrative action: who, for which tenant, what, on what, and how it ended.
+
+    Append-only: the migration adds triggers that refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_at", "tenant", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False)
+    subject: Mapped[str] = mapped_column(String(256), nullable=False)
+    roles: Mapped[str] = mapped_column(String(256), nullable=False)  # comma separated
+    action: Mapped[str] = mapped_column(String(256), nullable=False)  # "POST /knowledge/documents"
+    resource: Mapped[str] = mapped_column(String(1024), nullable=False)  # the request path
+    correlation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # success | denied | failed
+    status: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from deployments.http import create_api, require_principal
 from stratmaster.identity import AuthenticationError, OidcTokenVerifier, Principal
+from stratmaster.security.rbac import Permission, Rule
 
 PROVIDER = Path(__file__).resolve().parents[1] / "oidc"
 CLIENT = "stratmaster-api"
@@ -175,7 +176,8 @@ def test_it_fails_closed_when_the_provider_is_unreachable(provider):
 
 
 def test_the_api_answers_401_json_for_a_bad_keycloak_token_and_serves_a_good_one(provider):
-    api = create_api("test", title="t", description="d", version="0")
+    api = create_api("test", title="t", description="d", version="0",
+                     permissions={("test", "GET", "/whoami"): Rule(Permission.PLATFORM_READ)})
     api.state.verifier = verifier_for(provider)
 
     @api.get("/whoami")

@@ -143,3 +143,21 @@ def test_pool_gauge_rises_while_a_connection_is_checked_out(url):
     assert gauge.values[-1] == 0.0
     assert all(t == tags for t in gauge.tags)
     engine.dispose()
+
+
+def test_the_audit_log_is_append_only_on_postgresql(engine):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+
+    from stratmaster.security.audit import AuditEntry, AuditLog
+
+    audit = AuditLog(engine)
+    audit.append(AuditEntry(datetime.now(UTC), "acme", "ana", ("admin",), "POST /evals/runs", "/evals/runs",
+                            "c1", "success", 202))
+    for statement in ("UPDATE audit_log SET outcome = 'failed'", "DELETE FROM audit_log"):
+        with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
+    records, total = audit.list("acme")
+    assert total == 1 and records[0].outcome == "success" and records[0].roles == ("admin",)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from deployments.http import EdgeMetrics, create_api, require_principal
 from stratmaster.identity import LocalIssuer, Principal
 from stratmaster.logs import configure_logging
+from stratmaster.security.rbac import Permission, Rule
 
 
 class Recorder:
@@ -39,6 +40,10 @@ def issuer(tmp_path) -> LocalIssuer:
     return LocalIssuer(tmp_path / "keys", audience="stratmaster")
 
 
+DEMO_PERMISSIONS = {("demo", "GET", "/items/{item_id}"): Rule(Permission.DOCUMENTS_READ),
+                    ("demo", "POST", "/items"): Rule(Permission.DOCUMENTS_WRITE, audited=True)}
+
+
 @pytest.fixture
 def metrics() -> EdgeMetrics:
     return EdgeMetrics(requests=Recorder(), duration=Recorder())
@@ -46,7 +51,7 @@ def metrics() -> EdgeMetrics:
 
 @pytest.fixture
 def client(issuer, metrics) -> TestClient:
-    api = create_api("demo", title="demo", description="demo", version="0")
+    api = create_api("demo", title="demo", description="demo", version="0", permissions=DEMO_PERMISSIONS)
     api.state.verifier = issuer.verifier()
     api.state.edge_metrics = metrics
 
@@ -144,3 +149,41 @@ def test_metrics_use_route_templates_and_status_classes(client, issuer, metrics)
     assert {"service": "demo", "route": "unmatched", "method": "GET", "status_class": "4xx"} in tags
     assert all(seconds >= 0 for seconds, _ in metrics.duration.samples)
     assert len(metrics.duration.samples) == 4
+
+
+class FakeAudit:
+    def __init__(self) -> None:
+        self.entries = []
+
+    def append(self, entry) -> None:
+        self.entries.append(entry)
+
+
+def test_an_audited_write_is_recorded_with_who_what_and_how_it_ended(client, issuer):
+    audit = FakeAudit()
+    client.app.state.audit = lambda: audit
+    ok = client.post("/items", json={"name": "a", "count": 1}, headers=auth(issuer))
+    viewer = {"Authorization": f"Bearer {issuer.issue('vic', 'acme', ('viewer',), 600)}"}
+    denied = client.post("/items", json={"name": "a", "count": 1}, headers=viewer)
+    client.get("/items/1", headers=auth(issuer))  # a read: not audited
+    client.post("/items", json={"name": "a", "count": 1})  # no verified subject: the access log has it
+    assert (ok.status_code, denied.status_code) == (200, 403)
+    first, second = audit.entries
+    assert (first.subject, first.tenant, first.roles, first.action, first.resource, first.outcome, first.status) == (
+        "alice", "acme", ("analyst",), "POST /items", "/items", "success", 200)
+    assert first.correlation_id == ok.headers["x-request-id"]
+    assert (second.subject, second.outcome, second.status) == ("vic", "denied", 403)
+
+
+def test_an_unmapped_endpoint_is_refused_to_every_role(issuer):
+    api = create_api("demo", title="demo", description="demo", version="0", permissions={})
+    api.state.verifier = issuer.verifier()
+
+    @api.get("/new")
+    def new(principal: Principal = Depends(require_principal)) -> dict:
+        return {}
+
+    admin = {"Authorization": f"Bearer {issuer.issue('root', 'acme', ('admin',), 600)}"}
+    answer = TestClient(api).get("/new", headers=admin)
+    assert answer.status_code == 403
+    assert answer.json()["error"]["message"] == "GET /new has no permission assigned, so no role may call it"

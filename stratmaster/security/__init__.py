@@ -1,0 +1,1 @@
+"""Security: role-based access, the audit log, PII detection, encryption at rest, limits."""
