@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     # --- storage ------------------------------------------------------------------
     object_compression: bool = Field(True, alias="OBJECT_COMPRESSION")
     object_zstd_level: int = Field(3, ge=1, le=22, alias="OBJECT_ZSTD_LEVEL")
+    encryption_keys: SecretStr | None = Field(None, alias="STRATMASTER_ENCRYPTION_KEYS")
 
     # --- identity ------------------------------------------------------------------
     token_audience: str = Field("stratmaster", alias="STRATMASTER_TOKEN_AUDIENCE")
@@ -112,6 +113,20 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _check_encryption_keys(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        from stratmaster.security.encryption import Keyring
+
+        try:
+            Keyring.parse(str(raw))
+        except ValueError as exc:  # the message names the entry, never the key material
+            raise ValueError(f"must be id=base64key[,id=base64key...] with 32-byte keys: {exc}") from None
+        return raw
 
     @field_validator("database_url")
     @classmethod
@@ -179,6 +194,9 @@ class Settings(BaseSettings):
                 raise ValueError("MINIO_SECRET_KEY is the well-known default 'minioadmin'; refused in production")
             if not self.database_url:
                 raise ValueError("DATABASE_URL must be set in production (SQLite is for one machine)")
+            if self.encryption_keys is None:
+                raise ValueError("STRATMASTER_ENCRYPTION_KEYS must be set in production "
+                                 "(objects are encrypted at rest)")
             if self.keycloak_url and not self.keycloak_url.startswith("https://"):
                 raise ValueError("KEYCLOAK_URL must be https:// in production (its keys decide who gets in)")
         return self
@@ -203,6 +221,14 @@ class Settings(BaseSettings):
     @property
     def identity_backend(self) -> str:
         return "keycloak" if self.keycloak_url else "local-issuer"
+
+    def keyring(self) -> Any:
+        """The object stores' encryption keys (a `Keyring`), or None: objects are stored in plaintext."""
+        if self.encryption_keys is None:
+            return None
+        from stratmaster.security.encryption import Keyring
+
+        return Keyring.parse(self.encryption_keys.get_secret_value())
 
     @property
     def keycloak_issuer(self) -> str | None:

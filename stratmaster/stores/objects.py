@@ -17,6 +17,13 @@ Compression (`ObjectCodec`): each object is stored with a codec recorded beside 
 data has at least `min_bytes` (1 KiB) and the frame saves at least `min_saving` (10%) of it,
 else identity. Objects written before codecs existed have no codec recorded and read as identity.
 `size` and `sha256` always describe the original bytes; `stored_size` what the storage holds.
+
+Encryption at rest (`keyring`, from STRATMASTER_ENCRYPTION_KEYS): after compression the
+payload is sealed with AES-256-GCM under the keyring's active key, bound to `<tenant>/<key>`
+(stratmaster/security/encryption.py); the key id is recorded beside the object (sidecar
+`key_id`, S3 `x-amz-meta-stratmaster-key-id`) and in the payload's own header, so objects
+written under an older key keep reading while it stays in the keyring. A store without a
+keyring writes plaintext and refuses, with a StoreError naming the key, to read sealed objects.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from minio import Minio
 from minio.error import MinioException, S3Error
 
 from stratmaster.health import ComponentHealth, probed
+from stratmaster.security.encryption import EncryptionError, Keyring, key_id_of
 from stratmaster.settings import Settings
 from stratmaster.stores.protocols import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
 
@@ -52,6 +60,7 @@ RESERVED_METADATA_PREFIX = "stratmaster-"
 SHA256_METADATA_KEY = RESERVED_METADATA_PREFIX + "sha256"
 CODEC_METADATA_KEY = RESERVED_METADATA_PREFIX + "codec"
 SIZE_METADATA_KEY = RESERVED_METADATA_PREFIX + "size"  # the original size of an encoded object
+KEY_ID_METADATA_KEY = RESERVED_METADATA_PREFIX + "key-id"  # the encryption key of a sealed object
 IDENTITY = "identity"
 ZSTD = "zstd"
 CODECS = (IDENTITY, ZSTD)
@@ -216,6 +225,23 @@ class ObjectCodec:
 DEFAULT_CODEC = ObjectCodec()
 
 
+def seal(keyring: Keyring | None, payload: bytes, tenant: str, key: str) -> tuple[bytes, str | None]:
+    """(what to store, its key id): encrypted under the active key when there is a keyring."""
+    if keyring is None:
+        return payload, None
+    return keyring.encrypt(payload, f"{tenant}/{key}".encode()), keyring.active
+
+
+def unseal(keyring: Keyring | None, payload: bytes, key_id: str | None, tenant: str, key: str) -> bytes:
+    """The codec payload of a stored object; ValueError when it is sealed and cannot be opened."""
+    if key_id is None:
+        return payload
+    if keyring is None:
+        raise EncryptionError(f"the object is encrypted with key {key_id!r}, but STRATMASTER_ENCRYPTION_KEYS "
+                              "is not set")
+    return keyring.decrypt(payload, f"{tenant}/{key}".encode())
+
+
 # --- embedded: a local folder ----------------------------------------------------------------
 class LocalFolderObjectStore:
     """Objects as plain files: `<root>/<tenant>/<key>`, metadata in `<root>/.meta/<tenant>/<key>`.
@@ -243,9 +269,10 @@ class LocalFolderObjectStore:
     backend = "local-folder"
     embedded = True
 
-    def __init__(self, root: Path, codec: ObjectCodec = DEFAULT_CODEC) -> None:
+    def __init__(self, root: Path, codec: ObjectCodec = DEFAULT_CODEC, keyring: Keyring | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
         self.codec = codec
+        self.keyring = keyring
         self._meta_root = self.root / ".meta"
         self._tmp_root = self.root / ".tmp"
         self._lock = threading.Lock()
@@ -293,12 +320,13 @@ class LocalFolderObjectStore:
         content_type = validate_content_type(content_type)
         metadata = validate_metadata(metadata)
         payload, codec = self.codec.encode(data, compress)
+        payload, key_id = seal(self.keyring, payload, tenant, key)
         info = ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                           content_type=content_type, modified_at=datetime.now(UTC), metadata=metadata,
-                          codec=codec, stored_size=len(payload))
+                          codec=codec, stored_size=len(payload), key_id=key_id)
         sidecar = json.dumps({"size": info.size, "sha256": info.sha256, "content_type": content_type,
                               "modified_at": info.modified_at.isoformat(), "metadata": metadata,
-                              "codec": codec, "stored_size": info.stored_size}).encode()
+                              "codec": codec, "stored_size": info.stored_size, "key_id": key_id}).encode()
         try:
             with self._lock:
                 self._check_no_conflict(tenant, key)
@@ -320,7 +348,8 @@ class LocalFolderObjectStore:
             raise StoreError(f"local object store {self.root}: reading {tenant}/{key} failed: {exc}") from exc
         try:
             if sidecar is None:
-                return _decode_unrecorded(payload)[0]
+                return _decode_unrecorded(payload, self.keyring, tenant, key)[0]
+            payload = unseal(self.keyring, payload, sidecar.get("key_id"), tenant, key)
             return ObjectCodec.decode(payload, sidecar.get("codec", IDENTITY), sidecar["size"])
         except ValueError as exc:
             raise StoreError(f"local object store {self.root}: decoding {tenant}/{key} failed: {exc}") from exc
@@ -357,16 +386,17 @@ class LocalFolderObjectStore:
                 return ObjectInfo(key=key, size=sidecar["size"], sha256=sidecar["sha256"],
                                   content_type=sidecar["content_type"],
                                   modified_at=datetime.fromisoformat(sidecar["modified_at"]),
-                                  metadata=dict(sidecar["metadata"]), codec=codec, stored_size=stored_size)
+                                  metadata=dict(sidecar["metadata"]), codec=codec, stored_size=stored_size,
+                                  key_id=sidecar.get("key_id"))
         except (ValueError, KeyError, TypeError):
             pass
         # No usable sidecar (a crash between the two renames): describe the data itself.
         payload = path.read_bytes()
-        data, codec = _decode_unrecorded(payload)
+        data, codec = _decode_unrecorded(payload, self.keyring, tenant, key)
         return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                           content_type=DEFAULT_CONTENT_TYPE,
                           modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
-                          codec=codec, stored_size=len(payload))
+                          codec=codec, stored_size=len(payload), key_id=key_id_of(payload))
 
     def delete(self, tenant: str, key: str) -> bool:
         path = self._data_path(tenant, key)
@@ -434,8 +464,14 @@ class LocalFolderObjectStore:
             self._tmp_root.mkdir(parents=True, exist_ok=True)
 
 
-def _decode_unrecorded(payload: bytes) -> tuple[bytes, str]:
-    """Data whose sidecar is missing or stale: zstd if it carries our marker and decodes, else as is."""
+def _decode_unrecorded(payload: bytes, keyring: Keyring | None = None, tenant: str = "",
+                       key: str = "") -> tuple[bytes, str]:
+    """Data whose sidecar is missing or stale: opened if sealed (and the keyring can), zstd if it
+    carries our marker and decodes, else as is."""
+    sealed = key_id_of(payload)
+    if sealed is not None and keyring is not None:
+        with contextlib.suppress(EncryptionError):
+            payload = keyring.decrypt(payload, f"{tenant}/{key}".encode())
     codec = ObjectCodec.sniff(payload)
     try:
         return ObjectCodec.decode(payload, codec), codec
@@ -474,10 +510,11 @@ class S3ObjectStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str = "stratmaster",
                  secure: bool | None = None, region: str = "us-east-1",
                  connect_timeout_s: float = 3.0, read_timeout_s: float = 30.0,
-                 codec: ObjectCodec = DEFAULT_CODEC) -> None:
+                 codec: ObjectCodec = DEFAULT_CODEC, keyring: Keyring | None = None) -> None:
         host, scheme_secure = _split_endpoint(endpoint)
         self.endpoint = host
         self.codec = codec
+        self.keyring = keyring
         self.bucket = bucket
         self.secure = scheme_secure if secure is None else secure
         self.location = f"{'https' if self.secure else 'http'}://{host}/{bucket}"
@@ -531,11 +568,14 @@ class S3ObjectStore:
         metadata = validate_metadata(metadata)
         sha256 = hashlib.sha256(data).hexdigest()
         payload, codec = self.codec.encode(data, compress)
+        payload, key_id = seal(self.keyring, payload, tenant, key)
         # Explicit x-amz-meta- names: the client would send e.g. "content-language" as a plain header.
         headers = {"x-amz-meta-" + name_: _encode_metadata_value(value) for name_, value in metadata.items()}
         headers["x-amz-meta-" + SHA256_METADATA_KEY] = sha256
         headers["x-amz-meta-" + CODEC_METADATA_KEY] = codec
         headers["x-amz-meta-" + SIZE_METADATA_KEY] = str(len(data))
+        if key_id is not None:
+            headers["x-amz-meta-" + KEY_ID_METADATA_KEY] = key_id
         self._ensure_bucket()
         try:
             self._client.put_object(self.bucket, name, io.BytesIO(payload), len(payload),
@@ -556,6 +596,7 @@ class S3ObjectStore:
             payload = response.read()
             codec = response.headers.get("x-amz-meta-" + CODEC_METADATA_KEY, IDENTITY)
             size = response.headers.get("x-amz-meta-" + SIZE_METADATA_KEY)
+            key_id = response.headers.get("x-amz-meta-" + KEY_ID_METADATA_KEY)
         except S3Error as exc:
             if exc.code in _NOT_FOUND_CODES:
                 raise ObjectNotFound(f"{tenant}/{key}") from None
@@ -567,6 +608,7 @@ class S3ObjectStore:
                 response.close()
                 response.release_conn()
         try:
+            payload = unseal(self.keyring, payload, key_id, tenant, key)
             return ObjectCodec.decode(payload, codec, int(size) if size and size.isdigit() else None)
         except ValueError as exc:
             raise StoreError(f"S3 object store {self.location}: decoding {name} failed: {exc}") from exc
@@ -593,13 +635,16 @@ class S3ObjectStore:
         sha256 = user.pop(SHA256_METADATA_KEY, "")
         codec = user.pop(CODEC_METADATA_KEY, IDENTITY)  # none recorded: written before codecs
         recorded_size = user.pop(SIZE_METADATA_KEY, "")
+        key_id = user.pop(KEY_ID_METADATA_KEY, None)
         stored_size = obj.size or 0
-        size = int(recorded_size) if codec != IDENTITY and recorded_size.isdigit() else stored_size
+        encoded = codec != IDENTITY or key_id is not None
+        size = int(recorded_size) if encoded and recorded_size.isdigit() else stored_size
         metadata = {k: unquote(v) for k, v in user.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
         modified_at = obj.last_modified or datetime.now(UTC)
         return ObjectInfo(key=key, size=size, sha256=sha256,
                           content_type=obj.content_type or DEFAULT_CONTENT_TYPE,
-                          modified_at=modified_at, metadata=metadata, codec=codec, stored_size=stored_size)
+                          modified_at=modified_at, metadata=metadata, codec=codec, stored_size=stored_size,
+                          key_id=key_id)
 
     def delete(self, tenant: str, key: str) -> bool:
         name = self._name(tenant, key)
@@ -668,10 +713,12 @@ def create_object_store(settings: Settings, codec: ObjectCodec | None = None) ->
     (default: OBJECT_COMPRESSION and OBJECT_ZSTD_LEVEL)."""
     if codec is None:
         codec = ObjectCodec(level=settings.object_zstd_level, enabled=settings.object_compression)
+    keyring = settings.keyring()
     if settings.minio_endpoint:
         secret = settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else ""
-        return S3ObjectStore(settings.minio_endpoint, settings.minio_access_key or "", secret, codec=codec)
-    return LocalFolderObjectStore(settings.data_dir / "objects", codec=codec)
+        return S3ObjectStore(settings.minio_endpoint, settings.minio_access_key or "", secret, codec=codec,
+                             keyring=keyring)
+    return LocalFolderObjectStore(settings.data_dir / "objects", codec=codec, keyring=keyring)
 
 
 __all__ = [

@@ -186,6 +186,7 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     codec: str = "identity"
     stored_size: int | None = None  # None: the same as `size`
+    key_id: str | None = None  # the encryption key it is sealed with; None: stored in plaintext
 
     def __post_init__(self) -> None:
         if self.stored_size is None:

@@ -23,6 +23,7 @@ import pytest
 import zstandard
 from minio import Minio
 
+from stratmaster.security.encryption import Keyring
 from stratmaster.settings import Settings
 from stratmaster.stores.objects import (
     ZSTD_MARKER,
@@ -619,3 +620,131 @@ class TestObjectCodec:
             ObjectCodec.decode(payload, "br")
         with pytest.raises(ValueError, match="records 3"):
             ObjectCodec.decode(b"ab", "identity", 3)
+
+
+# --- encryption at rest, on every backend -------------------------------------------------------
+OLD_KEY = Keyring({"2026-05": b"\x01" * 32}, "2026-05")
+ROTATED = Keyring({"2026-11": b"\x02" * 32, "2026-05": b"\x01" * 32}, "2026-11")
+
+
+class EncryptionConformance:
+    """Subclasses provide `make(keyring)` (a store on one shared location) and `raw(tenant, key)`."""
+
+    def test_stored_bytes_are_ciphertext_and_read_back_as_the_original(self, make, raw) -> None:
+        store = make(OLD_KEY)
+        info = store.put(ACME, "brief.txt", TEXT)
+        stored = raw(ACME, "brief.txt")
+        assert b"strategy review" not in stored and stored.startswith(b"SMENC1")
+        assert zstandard.ZstdDecompressor is not None and TEXT[:40] not in stored
+        assert info.key_id == "2026-05" and info.size == len(TEXT) and info.sha256 == sha256(TEXT)
+        assert store.get(ACME, "brief.txt") == TEXT
+        stat = store.stat(ACME, "brief.txt")
+        assert stat.key_id == "2026-05" and stat.size == len(TEXT) and stat.codec == "zstd"
+        assert store.put(ACME, "tiny.txt", b"hi").key_id == "2026-05", "identity objects are sealed too"
+        assert store.get(ACME, "tiny.txt") == b"hi"
+
+    def test_a_rotated_keyring_reads_old_objects_and_seals_new_ones_with_the_new_key(self, make) -> None:
+        make(OLD_KEY).put(ACME, "old.txt", TEXT)
+        rotated = make(ROTATED)
+        assert rotated.get(ACME, "old.txt") == TEXT
+        assert rotated.put(ACME, "new.txt", TEXT).key_id == "2026-11"
+        assert [i.key_id for i in rotated.list(ACME)] == ["2026-11", "2026-05"]
+        with pytest.raises(StoreError, match="2026-11"):
+            make(OLD_KEY).get(ACME, "new.txt")  # the old keyring lacks the new key
+
+    def test_without_keys_a_sealed_object_is_refused_not_served_as_garbage(self, make) -> None:
+        make(OLD_KEY).put(ACME, "sealed.txt", TEXT)
+        with pytest.raises(StoreError, match="encrypted with key '2026-05'"):
+            make(None).get(ACME, "sealed.txt")
+        plain = make(None)
+        plain.put(ACME, "plain.txt", b"plain")
+        assert make(OLD_KEY).get(ACME, "plain.txt") == b"plain", "plaintext objects stay readable"
+
+    def test_a_payload_copied_to_another_tenant_does_not_decrypt(self, make, raw, copy_raw) -> None:
+        store = make(OLD_KEY)
+        store.put(ACME, "secret.txt", TEXT)
+        copy_raw((ACME, "secret.txt"), (GLOBEX, "secret.txt"))
+        with pytest.raises(StoreError, match="fails authentication"):
+            store.get(GLOBEX, "secret.txt")
+
+
+class TestLocalFolderEncryption(EncryptionConformance):
+    @pytest.fixture
+    def make(self, tmp_path: Path):
+        return lambda keyring: LocalFolderObjectStore(tmp_path / "objects", keyring=keyring)
+
+    @pytest.fixture
+    def raw(self, tmp_path: Path):
+        return lambda tenant, key: (tmp_path / "objects" / tenant / key).read_bytes()
+
+    @pytest.fixture
+    def copy_raw(self, tmp_path: Path):
+        def copy(source: tuple[str, str], target: tuple[str, str]) -> None:
+            root = tmp_path / "objects"
+            for folder in (root, root / ".meta"):
+                (folder / target[0] / target[1]).parent.mkdir(parents=True, exist_ok=True)
+                (folder / target[0] / target[1]).write_bytes((folder / source[0] / source[1]).read_bytes())
+        return copy
+
+
+@pytest.mark.s3
+class TestS3Encryption(EncryptionConformance):
+    @pytest.fixture
+    def make(self, s3_bucket: str):
+        endpoint, access_key, secret_key = _s3_credentials()
+        made: list[S3ObjectStore] = []
+
+        def make(keyring):
+            made.append(S3ObjectStore(endpoint, access_key, secret_key, bucket=s3_bucket, keyring=keyring))
+            return made[-1]
+        yield make
+        client = self.client()
+        for obj in client.list_objects(s3_bucket, recursive=True):
+            client.remove_object(s3_bucket, obj.object_name)
+        for store in made:
+            store.close()
+
+    @staticmethod
+    def client() -> Minio:
+        endpoint, access_key, secret_key = _s3_credentials()
+        return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+
+    @pytest.fixture
+    def raw(self, s3_bucket: str):
+        def read(tenant: str, key: str) -> bytes:
+            response = self.client().get_object(s3_bucket, f"{tenant}/{key}")
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+        return read
+
+    @pytest.fixture
+    def copy_raw(self, s3_bucket: str):
+        from minio.commonconfig import CopySource
+
+        def copy(source: tuple[str, str], target: tuple[str, str]) -> None:
+            self.client().copy_object(s3_bucket, f"{target[0]}/{target[1]}", CopySource(s3_bucket, "/".join(source)))
+        return copy
+
+
+def test_settings_build_the_keyring_and_refuse_bad_keys(tmp_path: Path) -> None:
+    import base64
+
+    from stratmaster.settings import ConfigurationError, load_settings
+
+    key = base64.b64encode(b"\x03" * 32).decode()
+    settings = Settings(STRATMASTER_DATA_DIR=tmp_path, STRATMASTER_ENCRYPTION_KEYS=f"new={key},old={key}")
+    store = create_object_store(settings)
+    assert store.keyring.active == "new" and set(store.keyring.keys) == {"new", "old"}
+    assert "new=" not in repr(settings) and key not in repr(settings)
+    for bad, message in ((f"k={key[:-4]}", "32"), ("k", "not id=base64key"), (f"a={key},a={key}", "twice"),
+                         ("k=!!!", "not base64")):
+        os.environ["STRATMASTER_ENCRYPTION_KEYS"] = bad
+        try:
+            with pytest.raises(ConfigurationError, match="STRATMASTER_ENCRYPTION_KEYS") as refused:
+                load_settings()
+            assert message in str(refused.value) and key not in str(refused.value)
+        finally:
+            del os.environ["STRATMASTER_ENCRYPTION_KEYS"]
