@@ -4,7 +4,8 @@ Every generation goes through here: `POST /router/complete` takes an OpenAI chat
 plus a `task`, picks the model from the catalogue's policy for the caller's tenant
 (`stratmaster.router`), calls it with fallbacks and cooldowns, records each attempt in the
 cost ledger and answers OpenAI's chat.completion with a `routing` block (model, why,
-fallbacks tried, cost). `POST /router/route` is the decision alone; `POST /router/feedback`
+fallbacks tried, cost); with `stream: true`, chat.completion.chunk events whose last one
+carries usage and the routing block. `POST /router/route` is the decision alone; `POST /router/feedback`
 rates a call (or, from the evals service, a model on a task) for recommender v2
 (ENABLE_MODEL_RECOMMENDER_V2); `GET /router/models`, `/router/ledger` (the tenant's calls,
 paged) and `/router/budget` describe. An exhausted budget is a 402; a malformed request a

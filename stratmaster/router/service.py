@@ -11,6 +11,9 @@ tries the candidates in order: a failure (after the provider's own retries) or a
 puts that model in cooldown for `routing.cooldown_s` and moves on to the next. Every
 attempt is a ledger row; the answer's cost is added to the tenant's spend in the same
 transaction. Cooldowns live in the replica's memory (each replica learns on its own).
+`Router.open_stream` does the same for a streamed answer: a model that fails before its
+first delta is fallen back from; once deltas flow the answer is that model's, and the
+ledger row is written when the stream ends (or breaks, or the client leaves).
 
 The budget is checked before a request's first call, against what has been spent: calls
 already in flight when the limit is reached still complete and are charged, so a tenant can

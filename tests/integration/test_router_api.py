@@ -119,3 +119,23 @@ def test_stream_true_streams_server_sent_chunks_through_the_proxy(http, tenant_b
     routing = chunks[-1]["routing"]
     ledger = http.get("/router/ledger", headers=tenant_bearer).json()["calls"]
     assert any(c["id"] == routing["call_id"] and c["outcome"] == "ok" for c in ledger)
+
+
+def test_routing_decisions_are_counted_in_the_metrics(http, platform, tenant_bearer):
+    import time
+
+    assert http.post("/router/complete", json={"task": "judge", "messages": MESSAGES},
+                     headers=tenant_bearer).status_code == 200
+    wanted = ('ray_stratmaster_routing_decisions_total{', 'model="local-extractive"', 'task="judge"')
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        try:
+            text = httpx.get(platform.metrics_url, timeout=10).text
+        except httpx.HTTPError:
+            text = ""
+        lines = [line for line in text.splitlines() if all(w in line for w in wanted)]
+        if lines:
+            break
+        time.sleep(0.5)
+    assert lines and 'outcome="ok"' in lines[0]
