@@ -15,7 +15,8 @@ from one client, one request at a time on a keep-alive connection:
    proxy and the HTTP stack) is reported too.
 2. `POST /router/route` (the decision alone, no model call, no ledger write).
 3. `GET /router/budget` (proxy, token check and one indexed read): the floor any
-   authenticated router call pays on this machine.
+   authenticated router call pays on this machine; and the gateway's `GET /healthz` (the
+   proxy hop and the HTTP stack, nothing else).
 4. The same `/complete`, `/route` and `/budget` in this process, on the router's FastAPI app
    (the same middleware, token check, catalogue and a SQLite file) through httpx's ASGI
    transport: the router and the HTTP stack without Serve's proxy hop.
@@ -117,6 +118,7 @@ def measure(client: Client, calls: int, warmup: int) -> dict[str, Any]:
         in_replica.append(routing["router_overhead_ms"])
     route = [client.call("POST", "/router/route", body)[0] for _ in range(calls)]
     budget = [client.call("GET", "/router/budget")[0] for _ in range(calls)]
+    healthz = [client.call("GET", "/healthz")[0] for _ in range(calls)]
     return {
         "complete_overhead_ms": stats(overhead),
         "complete_wall_ms": stats(wall),
@@ -124,6 +126,7 @@ def measure(client: Client, calls: int, warmup: int) -> dict[str, Any]:
         "router_overhead_in_replica_ms": stats(in_replica),
         "route_wall_ms": stats(route),
         "budget_wall_ms": stats(budget),
+        "gateway_healthz_wall_ms": stats(healthz),
     }
 
 
@@ -243,6 +246,7 @@ def summary(result: dict[str, Any]) -> str:
         line("  router work inside the replica", "router_overhead_in_replica_ms"),
         line("/route (decision only)", "route_wall_ms"),
         line("/budget (proxy + token + one read)", "budget_wall_ms"),
+        line("gateway /healthz (proxy hop + HTTP stack)", "gateway_healthz_wall_ms"),
         f"/complete overhead above the /budget floor, p50: {r['complete_overhead_above_budget_floor_p50_ms']:.2f} ms",
         *(f"in process, no proxy: {name:<30} p50 {r['in_process'][key]['p50']:7.2f}  "
           f"p95 {r['in_process'][key]['p95']:7.2f} ms"
