@@ -440,6 +440,8 @@ def platform_env(args: argparse.Namespace, data_dir: Path, http_port: int, metri
         "STRATMASTER_METRICS_PORT": str(metrics_port),
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "PYTHONUNBUFFERED": "1",
+        # Benchmarks measure capacity, so the per-tenant rate limit is off unless the caller sets one.
+        "RATE_LIMIT_RPS": os.environ.get("RATE_LIMIT_RPS", "0"),
     })
     return env
 

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stratmaster.identity import AuthenticationError, Principal, TokenVerifier, parse_bearer
 from stratmaster.logs import correlation_scope, current_correlation_id
 from stratmaster.security.audit import entry_now, outcome_of
+from stratmaster.security.limits import retry_after_header
 from stratmaster.security.rbac import ENDPOINTS, Rule, permissions_of, roles_granting, rule_for
 from stratmaster.telemetry import NULL, Counter, Histogram, status_class
 
@@ -41,9 +42,11 @@ REQUEST_ID_HEADER = "x-request-id"
 class APIError(Exception):
     """An error with a status and a stable machine-readable code, rendered as JSON."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers
 
 
 def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -67,7 +70,7 @@ _CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "no
 
 async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
-    return _error_response(exc.status, exc.code, exc.message, exc.details)
+    return _error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
@@ -99,6 +102,29 @@ class EdgeMetrics:
 
 
 NO_METRICS = EdgeMetrics()
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # a replica sets MAX_REQUEST_BYTES on app.state
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """`receive` that stops a body (chunked, or lying about its length) once it passes `limit`."""
+    seen = 0
+
+    async def receive_limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _BodyTooLarge(limit)
+        return message
+
+    return receive_limited
 
 
 class EdgeMiddleware:
@@ -113,6 +139,8 @@ class EdgeMiddleware:
             return
         incoming = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.encode())
         state = scope.setdefault("state", {})  # what require_principal leaves for the audit record
+        limit = getattr(scope["app"].state, "max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         started = time.perf_counter()
         status = 500
         started_response = False
@@ -132,7 +160,14 @@ class EdgeMiddleware:
                 await send(message)
 
             try:
-                await self.app(scope, receive, send_with_id)
+                if declared.isdigit() and int(declared) > limit:
+                    raise _BodyTooLarge(limit)
+                await self.app(scope, _limited(receive, limit), send_with_id)
+            except _BodyTooLarge as exc:
+                if started_response:
+                    raise
+                await _error_response(413, "payload_too_large", f"request body is larger than the {exc.limit} bytes "
+                                      "this platform accepts (MAX_REQUEST_BYTES)")(scope, receive, send_with_id)
             except Exception:
                 # The traceback goes to the log under this correlation id; the client
                 # gets the id, never the internals.
@@ -202,6 +237,13 @@ def require_principal(request: Request, _: object = Depends(_bearer_scheme)) -> 
     principal = verifier.verify(token)
     request.state.principal = principal
     authorize(request, principal)
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        wait = limiter.acquire(principal.tenant)
+        if wait > 0:
+            raise APIError(429, "too_many_requests",
+                           f"tenant {principal.tenant!r} is over its rate limit; retry in {wait:.1f} s",
+                           {"retry_after_s": round(wait, 3)}, headers={"Retry-After": retry_after_header(wait)})
     return principal
 
 

@@ -16,6 +16,7 @@ from deployments.ray_metrics import instrument
 from stratmaster import __version__
 from stratmaster.identity import create_verifier
 from stratmaster.logs import configure_logging
+from stratmaster.security.limits import create_rate_limiter
 from stratmaster.settings import Settings, get_settings
 from stratmaster.telemetry import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 
@@ -34,6 +35,7 @@ class ReplicaRuntime:
         configure_logging(service, self.settings.log_level)
         self.verifier = create_verifier(self.settings)
         self.edge_metrics = EdgeMetrics(instrument(HTTP_REQUESTS), instrument(HTTP_REQUEST_DURATION))
+        self.rate_limiter = create_rate_limiter(self.settings)
         self._models: dict[str, Any] = {}
         self._models_lock = threading.Lock()
         log.info("replica started", extra={"version": __version__, "replica": self.replica_id(),
@@ -45,6 +47,8 @@ class ReplicaRuntime:
         app.state.verifier = self.verifier
         app.state.edge_metrics = self.edge_metrics
         app.state.audit = self.audit_log
+        app.state.rate_limiter = self.rate_limiter
+        app.state.max_request_bytes = self.settings.max_request_bytes
         # Serve's proxy takes X-Request-ID as its request id and echoes it in the response.
         app.state.proxy_echoes_request_id = True
         return app

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     object_zstd_level: int = Field(3, ge=1, le=22, alias="OBJECT_ZSTD_LEVEL")
     encryption_keys: SecretStr | None = Field(None, alias="STRATMASTER_ENCRYPTION_KEYS")
 
+    # --- limits ----------------------------------------------------------------------
+    rate_limit_rps: float = Field(100.0, ge=0, alias="RATE_LIMIT_RPS")
+    rate_limit_burst: int = Field(200, ge=1, alias="RATE_LIMIT_BURST")
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, alias="MAX_REQUEST_BYTES")
+
     # --- identity ------------------------------------------------------------------
     token_audience: str = Field("stratmaster", alias="STRATMASTER_TOKEN_AUDIENCE")
     token_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600, alias="STRATMASTER_TOKEN_TTL_S")
