@@ -186,3 +186,39 @@ class FakeLLM:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def fake_catalogue(base_url: str, **budgets: Any) -> Any:
+    """A router catalogue over this server: primary-m and backup-m (key FAKE_LLM_KEY), and local-extractive.
+
+    Policies (tenant `default`): default (primary, backup, local), remote (primary, backup),
+    private (data stays in the cluster), cheap (prompt price cap, temperature cap 0.2).
+    Budgets: $0.05 a month by default, tenant `rich` unlimited. A fake answer costs primary-m
+    $0.02 and backup-m $0.002 (1,000 prompt and 500 completion tokens).
+    """
+    from stratmaster.router.catalogue import parse_catalogue
+
+
+    return parse_catalogue({
+        "providers": {
+            "local": {"kind": "local", "models": [{"name": "local-extractive"}]},
+            "fake": {"kind": "openai-compatible", "base_url": base_url, "timeout_s": 0.5, "max_retries": 1,
+                     "backoff_s": 0.01, "max_backoff_s": 0.05, "api_key_env": "FAKE_LLM_KEY",
+                     "models": [{"name": "primary-m", "input_per_1k": 0.01, "output_per_1k": 0.02,
+                                 "context_window": 4096},
+                                {"name": "backup-m", "input_per_1k": 0.001, "output_per_1k": 0.002}]},
+        },
+        "policies": {
+            "default": {
+                "default": {"primary": "primary-m", "fallbacks": ["backup-m", "local-extractive"]},
+                "remote": {"primary": "primary-m", "fallbacks": ["backup-m"]},
+                "private": {"primary": "primary-m", "fallbacks": ["local-extractive"],
+                            "constraints": {"allow_external": False}},
+                "cheap": {"primary": "primary-m", "fallbacks": ["backup-m"],
+                          "constraints": {"max_input_per_1k": 0.005, "max_temperature": 0.2}},
+            },
+        },
+        "budgets": {"default": {"limit_usd": 0.05, "period": "month"},
+                    "tenants": {"rich": {"limit_usd": None}, **budgets}},
+        "routing": {"cooldown_s": 30},
+    }, "test-catalogue")

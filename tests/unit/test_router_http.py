@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 from router_fake_llm import FakeLLM, answer, fail, stall_mid_stream
-from test_router_service import catalogue_for
+from router_fake_llm import fake_catalogue as catalogue_for
 
 from deployments.router import RouterArgs, router_api
 from stratmaster.db.engine import create_db_engine

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from router_fake_llm import FakeLLM, fail, stall
+from router_fake_llm import fake_catalogue as catalogue_for
 
 from stratmaster.db.engine import create_db_engine
 from stratmaster.db.migrate import upgrade
@@ -30,32 +31,6 @@ from stratmaster.router.service import (
 
 QUESTION = [{"role": "system", "content": "Prices rose 12 percent. Customers stayed."},
             {"role": "user", "content": "Did customers stay?"}]
-
-
-def catalogue_for(base_url: str, **budgets):
-    return parse_catalogue({
-        "providers": {
-            "local": {"kind": "local", "models": [{"name": "local-extractive"}]},
-            "fake": {"kind": "openai-compatible", "base_url": base_url, "timeout_s": 0.5, "max_retries": 1,
-                     "backoff_s": 0.01, "max_backoff_s": 0.05, "api_key_env": "FAKE_LLM_KEY",
-                     "models": [{"name": "primary-m", "input_per_1k": 0.01, "output_per_1k": 0.02,
-                                 "context_window": 4096},
-                                {"name": "backup-m", "input_per_1k": 0.001, "output_per_1k": 0.002}]},
-        },
-        "policies": {
-            "default": {
-                "default": {"primary": "primary-m", "fallbacks": ["backup-m", "local-extractive"]},
-                "remote": {"primary": "primary-m", "fallbacks": ["backup-m"]},
-                "private": {"primary": "primary-m", "fallbacks": ["local-extractive"],
-                            "constraints": {"allow_external": False}},
-                "cheap": {"primary": "primary-m", "fallbacks": ["backup-m"],
-                          "constraints": {"max_input_per_1k": 0.005, "max_temperature": 0.2}},
-            },
-        },
-        "budgets": {"default": {"limit_usd": 0.05, "period": "month"},
-                    "tenants": {"rich": {"limit_usd": None}, **budgets}},
-        "routing": {"cooldown_s": 30},
-    }, "test-catalogue")
 
 
 class Clock:
