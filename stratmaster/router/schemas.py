@@ -14,6 +14,7 @@ from stratmaster.router.service import Completion, StreamingCompletion
 TASK_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 MAX_MESSAGES = 256
 MAX_CONTENT_CHARS = 400_000
+MAX_TOTAL_CHARS = 2_000_000  # ~500k tokens: past any context window the catalogue lists today
 
 
 class ChatMessage(BaseModel):
@@ -47,6 +48,9 @@ class CompletionRequest(BaseModel):
     def _has_user(cls, value: list[ChatMessage]) -> list[ChatMessage]:
         if not any(m.role == "user" for m in value):
             raise ValueError("needs at least one message with role 'user'")
+        total = sum(len(m.content) for m in value)
+        if total > MAX_TOTAL_CHARS:
+            raise ValueError(f"{total:,} characters in all; at most {MAX_TOTAL_CHARS:,}")
         return value
 
     def plain_messages(self) -> list[dict[str, str]]:

@@ -89,6 +89,7 @@ def test_an_exhausted_budget_is_a_402_with_a_clear_message(client, issuer):
     ({**BODY, "stream": "sometimes"}, "body.stream"),
     ({**BODY, "surprise": 1}, "body.surprise"),
     ({"messages": [{"role": "system", "content": "no question"}]}, "body.messages"),
+    ({"messages": [{"role": "user", "content": "x" * 300_000}] * 7}, "body.messages"),
 ])
 def test_bad_input_is_a_422_naming_the_field(client, issuer, body, field):
     answer = client.post("/complete", json=body, headers=auth(issuer))
