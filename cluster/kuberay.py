@@ -45,6 +45,8 @@ SERVE_CONFIG = ROOT / "configs" / "serve.yaml"
 KUBERAY_DIR = ROOT / "kuberay"
 RAYSERVICE = KUBERAY_DIR / "rayservice.yaml"
 CRD_DIR = ROOT.parent / "shared" / "kuberay-crds"
+CONFIG_TEMPLATE = ROOT / "configs" / "production-config-template.yaml"
+CONFIG_MAP, SECRET = "stratmaster-config", "stratmaster-secrets"
 # The Kubernetes version the standard objects are validated against (kubernetes-validate's schemas).
 KUBERNETES_VERSION = "1.33"
 
@@ -544,6 +546,39 @@ def manifest_files(root: Path = KUBERAY_DIR) -> list[Path]:
 
 # --- the whole check -----------------------------------------------------------------------
 
+_ZERO_KEY = "A" * 43 + "="  # base64 of 32 zero bytes: the example's encryption key
+
+
+def placeholders(env_text: str) -> list[str]:
+    """Example values left in a real env file."""
+    found = []
+    for line in env_text.splitlines():
+        key, _, value = line.partition("=")
+        if "CHANGE_ME" in value or _ZERO_KEY in value:
+            found.append(f"{key.strip()} still holds the example's placeholder value")
+    return found
+
+
+def check_environment(objects: list[dict[str, Any]], where: str) -> None:
+    """The platform's ConfigMap and Secret, as the pods' environment, accepted by `Settings`."""
+    from stratmaster.settings import ConfigurationError, load_settings
+
+    values: dict[str, str] = {}
+    for obj in objects:
+        name = obj.get("metadata", {}).get("name")
+        if (obj.get("kind"), name) in (("ConfigMap", CONFIG_MAP), ("Secret", SECRET)):
+            values.update(obj.get("data") or {})
+            values.update(obj.get("stringData") or {})
+    if not values:
+        return
+    template = yaml.safe_load(CONFIG_TEMPLATE.read_text())["variables"]
+    known = {v["name"] for group in template.values() for v in group}
+    try:
+        load_settings(**{k: v for k, v in values.items() if k in known})
+    except ConfigurationError as exc:
+        raise ManifestError(f"{where}: {CONFIG_MAP}/{SECRET}: {exc}") from None
+
+
 def check_all(root: Path = KUBERAY_DIR, crd_dir: Path = CRD_DIR) -> list[str]:
     """Every problem of the manifests under `root`, as readable lines; empty when all is well."""
     problems: list[str] = []
@@ -559,6 +594,14 @@ def check_all(root: Path = KUBERAY_DIR, crd_dir: Path = CRD_DIR) -> list[str]:
             problems.append(str(exc))
             continue
         referenced |= built.files
+        where = f"{folder.relative_to(root.parent)} (rendered)"
+        try:
+            check_environment(built.objects, where)
+        except ManifestError as exc:
+            problems.append(str(exc))
+        real_env_files = [f for f in built.files if f.name.endswith(".env")]
+        if real_env_files:
+            problems += [f"{f}: {problem}" for f in real_env_files for problem in placeholders(f.read_text())]
         for obj in built.objects:
             try:
                 validate_object(obj, f"{folder.relative_to(root.parent)} (rendered)", crd_dir)

@@ -448,3 +448,19 @@ def test_benchmark_datasets_land_where_the_configs_look_in_the_image():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^image:\n\tdocker build --build-context datasets=", makefile, re.M)
     assert (ROOT.parent / "shared" / "data" / "cisi").exists() or pytest.skip("no local CISI to check")
+
+
+def test_a_value_settings_refuse_is_reported_naming_the_variable(production):
+    objects = copy.deepcopy(production)
+    one(objects, "Secret", "stratmaster-secrets")["stringData"]["DATABASE_URL"] = "mysql://db/stratmaster"
+    with pytest.raises(ManifestError, match=r"stratmaster-config/stratmaster-secrets: invalid configuration: "
+                                            r"DATABASE_URL: must be a PostgreSQL URL"):
+        kuberay.check_environment(objects, "overlays/production")
+
+
+def test_example_placeholders_are_refused_in_a_real_secrets_env():
+    example = (PRODUCTION / "secrets.env.example").read_text()
+    found = kuberay.placeholders(example)
+    assert "DATABASE_URL still holds the example's placeholder value" in found
+    assert "STRATMASTER_ENCRYPTION_KEYS still holds the example's placeholder value" in found
+    assert kuberay.placeholders("DATABASE_URL=postgresql://u:s3cret@db:5432/x\n") == []
