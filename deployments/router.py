@@ -15,17 +15,19 @@ paged) and `/router/budget` describe. An exhausted budget is a 402; a malformed 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 from ray import serve
 from ray.serve import Application
+from sqlalchemy.exc import OperationalError
 
 from deployments.args import ServiceArgs
-from deployments.http import APIError, require_principal
+from deployments.http import APIError, error_body, require_principal
 from deployments.service import ServiceIngress, service_api
 from stratmaster.health import ComponentHealth
 from stratmaster.identity import Principal
@@ -40,6 +42,7 @@ from stratmaster.router.schemas import (
 from stratmaster.router.service import Router, RoutingError
 
 ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("stratmaster.router")
 DESCRIPTION = "Chooses, calls and accounts for the model that serves each generation task."
 
 
@@ -54,6 +57,13 @@ def _routing_error(exc: RoutingError) -> APIError:
 
 def router_api(service: str, description: str) -> FastAPI:
     api = service_api(service, description)
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error("router database error", extra={"error": f"{type(exc).__name__}: {exc}"[:500]})
+        return JSONResponse(error_body(503, "ledger_unavailable", "the router's database (ledger, budgets) did not "
+                                       "answer; retry later"), status_code=503)
+
+    api.add_exception_handler(OperationalError, database_unavailable)
 
     def router_of(request: Request) -> Router:
         return request.app.state.ingress.router

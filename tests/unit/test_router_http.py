@@ -168,3 +168,14 @@ def test_a_streamed_request_over_budget_is_still_a_json_402(client, issuer):
         client.post("/complete", json=BODY, headers=auth(issuer))
     refused = client.post("/complete", json={**BODY, "stream": True}, headers=auth(issuer))
     assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exhausted"
+
+
+def test_a_database_that_does_not_answer_is_a_503_not_a_500(tmp_path, fake, issuer):
+    catalogue = catalogue_for(fake.base_url)
+    unmigrated = RouterRepository(create_db_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
+    api = router_api("router", "test")
+    api.state.verifier = issuer.verifier()
+    api.state.ingress = SimpleNamespace(router=Router(catalogue, unmigrated, build_providers(catalogue, {})))
+    with TestClient(api, raise_server_exceptions=False) as test_client:
+        answer = test_client.post("/complete", json=BODY, headers=auth(issuer))
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "ledger_unavailable"
