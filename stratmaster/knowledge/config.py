@@ -46,10 +46,27 @@ class RetrievalConfig(_Strict):
     graph_expansion: GraphExpansionConfig = GraphExpansionConfig()
 
 
+PiiMode = Literal["allow", "redact", "reject"]
+
+
+class PiiConfig(_Strict):
+    """What ingestion does with a document in which stratmaster.security.pii finds personal data."""
+
+    default: PiiMode = "allow"
+    tenants: dict[str, PiiMode] = Field(default_factory=dict)
+    # With redact: "encrypted" keeps the unredacted document as an encrypted object (needs
+    # STRATMASTER_ENCRYPTION_KEYS); "none" keeps only the redacted text.
+    keep_original: Literal["none", "encrypted"] = "none"
+
+    def mode_for(self, tenant: str) -> PiiMode:
+        return self.tenants.get(tenant, self.default)
+
+
 class KnowledgeConfig(_Strict):
     chunking: ChunkingConfig = ChunkingConfig()
     limits: LimitsConfig = LimitsConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    pii: PiiConfig = PiiConfig()
 
 
 def load_knowledge_config(path: Path = DEFAULT_PATH) -> KnowledgeConfig:

@@ -43,6 +43,9 @@ from stratmaster.knowledge.schemas import (
     parse_document,
 )
 from stratmaster.knowledge.text import PARSER_VERSION, html_to_text, markdown_to_text, normalise_text
+from stratmaster.security.pii import detect as detect_pii
+from stratmaster.security.pii import redact as redact_pii
+from stratmaster.settings import ConfigurationError
 from stratmaster.stores.protocols import (
     Community,
     Entity,
@@ -59,6 +62,8 @@ from stratmaster.stores.protocols import (
 )
 
 log = logging.getLogger("stratmaster.knowledge")
+# The unredacted document beside a redacted one (pii.keep_original: encrypted), sealed like every object.
+UNREDACTED_ORIGINAL = "pii-original.json"
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -97,6 +102,7 @@ class _Prepared:
     text: str
     sha256: str
     chunks: list[StoredChunk]
+    unredacted: DocumentIn | None = None  # the document as sent, when the PII policy redacted it
 
 
 def document_fingerprint(document: DocumentIn) -> str:
@@ -125,6 +131,9 @@ class KnowledgeService:
         self.repository, self.stores, self.counter, self.embed, self.config = (
             repository, stores, counter, embed, config)
         self.embed_query = embed_query or embed
+        if config.pii.keep_original == "encrypted" and getattr(stores.objects, "keyring", None) is None:
+            raise ConfigurationError("configs/knowledge.yaml pii.keep_original: encrypted needs "
+                                     "STRATMASTER_ENCRYPTION_KEYS: unredacted originals are never kept in plaintext")
         self._communities_fresh: set[str] = set()
         self._write_lock = threading.Lock()
 
@@ -144,7 +153,7 @@ class KnowledgeService:
                 if document.id in seen:
                     raise DocumentProblem(409, "duplicate_id", f"id {document.id!r} appears twice in this batch")
                 seen.add(document.id)
-                prepared.append(self._prepare(index, document))
+                prepared.append(self._prepare(index, document, tenant))
             except DocumentProblem as problem:
                 outcomes[index] = IngestOutcome(index=index, id=raw_id, status="rejected", http_status=problem.status,
                                                 error={"code": problem.code, "message": problem.message})
@@ -203,7 +212,26 @@ class KnowledgeService:
             return np.zeros((0, self.stores.vectors.dimension), dtype=np.float32)
         return np.asarray(self.embed(texts), dtype=np.float32)
 
-    def _prepare(self, index: int, document: DocumentIn) -> _Prepared:
+    def _apply_pii_policy(self, tenant: str, document: DocumentIn) -> DocumentIn:
+        """The document to index: as sent, redacted, or refused (422 naming the kinds, never the values)."""
+        mode = self.config.pii.mode_for(tenant)
+        if mode == "allow":
+            return document
+        title_findings, body_findings = detect_pii(document.title), detect_pii(document.body)
+        if not title_findings and not body_findings:
+            return document
+        kinds = Counter(str(f.kind) for f in (*title_findings, *body_findings))
+        found = ", ".join(f"{kind} x{count}" for kind, count in sorted(kinds.items()))
+        if mode == "reject":
+            raise DocumentProblem(422, "pii_rejected", f"document {document.id!r} contains personal data ({found}); "
+                                                       f"this tenant's policy rejects such documents")
+        log.info("pii redacted", extra={"tenant": tenant, "findings": dict(kinds)})
+        return document.model_copy(update={"title": redact_pii(document.title, title_findings),
+                                           document.content_type: redact_pii(document.body, body_findings)})
+
+    def _prepare(self, index: int, document: DocumentIn, tenant: str) -> _Prepared:
+        sent, fingerprint = document, document_fingerprint(document)  # re-sending it is still a no-op
+        document = self._apply_pii_policy(tenant, document)
         body = document.body
         limit = self.config.limits.max_document_chars
         if len(body) > limit:
@@ -225,7 +253,7 @@ class KnowledgeService:
                         document.id, p.ordinal, p.text, p.start, p.end, p.token_count)
             for p in pieces
         ]
-        return _Prepared(index, document, text, document_fingerprint(document), chunks)
+        return _Prepared(index, document, text, fingerprint, chunks, None if document is sent else sent)
 
     def _chunk_budget(self, title: str) -> int:
         """Tokens per chunk so that title + chunk still fits the model's window untruncated."""
@@ -264,6 +292,11 @@ class KnowledgeService:
                                         {"document-id-sha256": key.rsplit("/", 1)[1], "content-sha256": item.sha256})
                 self.stores.objects.put(tenant, f"{key}/normalised.txt", item.text.encode(),
                                         "text/plain; charset=utf-8", {"parser-version": PARSER_VERSION})
+                if item.unredacted is not None and self.config.pii.keep_original == "encrypted":
+                    self.stores.objects.put(tenant, f"{key}/{UNREDACTED_ORIGINAL}", json.dumps(
+                        item.unredacted.model_dump(), ensure_ascii=False).encode(), "application/json")
+                else:  # an earlier version of the document may have left one
+                    self.stores.objects.delete(tenant, f"{key}/{UNREDACTED_ORIGINAL}")
                 # Also for new documents: chunks of an earlier, failed attempt may be there.
                 self.stores.keyword.delete_document(tenant, document.id)
                 self.stores.vectors.delete_document(tenant, document.id)
@@ -312,7 +345,7 @@ class KnowledgeService:
             self.stores.keyword.delete_document(tenant, document_id)
             self.stores.vectors.delete_document(tenant, document_id)
             self.stores.graph.delete_document(tenant, document_id)
-            for suffix in ("original.json", "normalised.txt"):
+            for suffix in ("original.json", "normalised.txt", UNREDACTED_ORIGINAL):
                 self.stores.objects.delete(tenant, f"{key}/{suffix}")
             self.repository.delete(tenant, document_id)
             self._communities_fresh.discard(tenant)

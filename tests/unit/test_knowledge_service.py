@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -15,11 +16,11 @@ import pytest
 from stratmaster.db.engine import create_db_engine
 from stratmaster.db.migrate import upgrade
 from stratmaster.knowledge.chunking import WordpieceCounter
-from stratmaster.knowledge.config import load_knowledge_config
+from stratmaster.knowledge.config import PiiConfig, load_knowledge_config
 from stratmaster.knowledge.repository import DocumentRepository
 from stratmaster.knowledge.schemas import SearchRequest
 from stratmaster.knowledge.service import EMBED_GROUP_CHUNKS, KnowledgeService, KnowledgeStores
-from stratmaster.settings import load_settings
+from stratmaster.settings import ConfigurationError, load_settings
 from stratmaster.stores.graph import create_graph_store
 from stratmaster.stores.keyword import create_keyword_index
 from stratmaster.stores.objects import create_object_store
@@ -106,3 +107,64 @@ def test_an_embedding_failure_fails_its_documents_and_stores_nothing(service):
     assert "embedder replica is gone" in result.results[0].error["message"]
     assert service.counts(TENANT) == {"documents": 0, "chunks": 0}
     assert service.stores.keyword.count(TENANT) == 0
+
+
+# --- PII policy at ingestion ------------------------------------------------------------------
+PII_DOC = {"id": "crm-1", "title": "Call notes for ana@example.com",
+           "text": "Ana (ana@example.com, +44 20 7946 0958) prefers the premium tier. Card 4111 1111 1111 1111."}
+
+
+def service_with(tmp_path: Path, pii: dict, keys: str | None = None) -> KnowledgeService:
+    import base64
+
+    overrides = {"STRATMASTER_DATA_DIR": str(tmp_path)}
+    if keys:
+        overrides["STRATMASTER_ENCRYPTION_KEYS"] = f"k1={base64.b64encode(b'k' * 32).decode()}"
+    settings = load_settings(**overrides)
+    upgrade(settings.effective_database_url)
+    stores = KnowledgeStores(create_object_store(settings), create_keyword_index(settings),
+                             create_vector_index(settings, 384), create_graph_store(settings))
+    config = load_knowledge_config().model_copy(update={"pii": PiiConfig.model_validate(pii)})
+    return KnowledgeService(DocumentRepository(create_db_engine(settings.effective_database_url)), stores,
+                            WordpieceCounter(), hashed_vectors, config)
+
+
+def test_reject_refuses_the_document_naming_kinds_not_values(tmp_path):
+    service = service_with(tmp_path, {"default": "allow", "tenants": {"acme": "reject"}})
+    result = service.ingest("acme", [PII_DOC, documents(1)[0]])
+    refused, stored = result.results
+    assert (refused.status, refused.http_status, refused.error["code"]) == ("rejected", 422, "pii_rejected")
+    assert "card_number x1, email x2, phone x1" in refused.error["message"]
+    assert "ana@example.com" not in refused.error["message"] and stored.status == "created"
+    assert service.ingest("globex", [PII_DOC]).results[0].status == "created", "other tenants: the default"
+
+
+def test_redact_indexes_and_stores_only_the_redacted_text(tmp_path):
+    service = service_with(tmp_path, {"default": "redact"})
+    assert service.ingest("acme", [PII_DOC]).results[0].status == "created"
+    record, chunks = service.get_document("acme", "crm-1")
+    text = " ".join(c.text for c in chunks)
+    assert "[EMAIL]" in text and "[PHONE]" in text and "[CARD_NUMBER]" in text
+    assert "ana@example.com" not in text and "4111" not in text
+    objects = service.stores.objects
+    for info in objects.list("acme"):
+        assert b"ana@example.com" not in objects.get("acme", info.key), info.key
+    assert not any(i.key.endswith("pii-original.json") for i in objects.list("acme")), "keep_original: none"
+    assert service.ingest("acme", [PII_DOC]).results[0].status == "unchanged", "a re-send is still a no-op"
+    hits = service.search("acme", SearchRequest(query="premium tier", mode="keyword"))
+    assert hits.hits and "ana@example.com" not in hits.hits[0].text
+
+
+def test_redact_can_keep_the_original_only_encrypted(tmp_path):
+    with pytest.raises(ConfigurationError, match="STRATMASTER_ENCRYPTION_KEYS"):
+        service_with(tmp_path / "plain", {"default": "redact", "keep_original": "encrypted"})
+    service = service_with(tmp_path / "sealed", {"default": "redact", "keep_original": "encrypted"}, keys="yes")
+    service.ingest("acme", [PII_DOC])
+    objects = service.stores.objects
+    (kept,) = [i for i in objects.list("acme") if i.key.endswith("pii-original.json")]
+    assert kept.key_id == "k1"
+    assert json.loads(objects.get("acme", kept.key))["text"] == PII_DOC["text"]
+    raw = (tmp_path / "sealed" / "objects" / "acme" / kept.key).read_bytes()
+    assert b"ana@example.com" not in raw
+    service.delete("acme", "crm-1")
+    assert objects.list("acme") == []
