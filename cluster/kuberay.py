@@ -21,8 +21,9 @@ resources against the v1 `openAPIV3Schema` of their CRDs (jsonschema, unknown fi
 PodMonitor against a small schema of the fields we use (its CRD is not in the repository),
 every `serveConfigV2` with Ray's `ServeDeploySchema` and the builders' argument models, and the
 kustomizations, rendered by a small subset of kustomize (`build_kustomization`), so the
-production overlay's values are validated too. CEL rules (`x-kubernetes-validations`) of the
-CRDs are not evaluated; the KubeRay operator's own webhook-less checks are not run either.
+production overlay's values are validated too, and the ConfigMap and Secret as the pods'
+environment with `Settings`. Not evaluated: the CRDs' CEL rules (`x-kubernetes-validations`)
+and the checks the KubeRay operator itself makes when it reconciles.
 """
 
 from __future__ import annotations
