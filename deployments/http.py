@@ -199,7 +199,7 @@ async def _audit(scope: Scope, principal: Principal, template: str, status: int,
     if audit is None:
         return
     entry = entry_now(tenant=principal.tenant, subject=principal.subject, roles=principal.roles,
-                      action=f"{scope['method']} {template}", resource=scope.get("root_path", "") + scope["path"],
+                      action=f"{scope['method']} {template}", resource=scope["path"],
                       correlation_id=correlation_id, outcome=outcome_of(status), status=status)
     try:
         await asyncio.to_thread(audit().append, entry)
