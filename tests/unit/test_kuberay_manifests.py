@@ -277,6 +277,7 @@ def test_heads_run_no_work_and_serve_the_dashboard_workers_autoscale(base):
 
 def test_rayservice_probes_check_raylet_gcs_and_the_workers_proxy(base):
     service = one(base, "RayService", "stratmaster")
+    assert service["spec"]["excludeHeadPodFromServeSvc"] is True  # traffic through the workers' proxies
     port = serve_config(service)["http_options"]["port"]
     for group, container, _ in ray_containers(service):
         readiness = " ".join(container["readinessProbe"]["exec"]["command"])
