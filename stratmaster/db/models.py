@@ -12,7 +12,10 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -231,3 +234,42 @@ class AuditRecord(Base):
     correlation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # success | denied | failed
     status: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ResearchRun(Base):
+    """A research run: the question, who asked, where it is, and its brief once done."""
+
+    __tablename__ = "research_runs"
+    __table_args__ = (UniqueConstraint("tenant", "idempotency_key", name="uq_research_runs_tenant"),
+                      Index("ix_research_runs_tenant_created_at", "tenant", "created_at"),
+                      Index("ix_research_runs_status", "status"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    question: Mapped[str] = mapped_column(Text, nullable=False)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    orchestrator: Mapped[str] = mapped_column(String(16), nullable=False)  # embedded | temporal
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    current_step: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reasons: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class ResearchStep(Base):
+    """One finished step of a run: its output, persisted once (a re-run after a crash keeps the first)."""
+
+    __tablename__ = "research_steps"
+
+    run_id: Mapped[str] = mapped_column(String(36), ForeignKey("research_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)
+    output: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
