@@ -1,0 +1,305 @@
+"""Research runs as Temporal workflows (`TEMPORAL_ADDRESS` set): one workflow per run, one activity per step.
+
+`ResearchWorkflow` runs `STEPS` in order, each as the activity `run_research_step` with its
+own retry policy (exponential backoff; a `StepFailed(retryable=False)` is not retried), a
+start-to-close timeout and a heartbeat timeout. The activity heartbeats while the step
+runs in a thread, so a worker that dies mid-step (kill -9, a lost Ray node) is noticed
+after one heartbeat timeout and the step is retried on another worker, instead of after
+the whole start-to-close timeout.
+
+Where the state lives. The database is the record (`ResearchRunRepository`): the activity
+reads the earlier steps' outputs from `step_outputs`, skips a step whose output is already
+there (a crashed worker finished it but never reported it), saves each new output with
+`save_step` (the first output wins) and moves `status`/`current_step` with `set_state`, so
+`GET /research/runs/{id}` shows progress whichever orchestrator runs the steps. The workflow
+history holds only small step summaries (name, reused or not, seconds), never the step
+outputs: those can be larger than Temporal's 2 MB payload limit. The workflow code does no
+I/O; everything goes through activities, so replay on a new worker is deterministic.
+
+Cancellation, two ways, both ending with the run `cancelled`:
+  * the durable flag: `ResearchRunRepository.request_cancel` sets `cancel_requested` (what
+    `POST /research/runs/{id}/cancel` does for both orchestrators). `run_research_step`
+    checks it before each step, so the run stops between steps; a step that is running
+    finishes (and its output is kept).
+  * `cancel_run(client, run_id)`: a Temporal cancellation request, which also interrupts
+    the step in flight (delivered to the activity on its next heartbeat). The workflow
+    then records `cancelled` through the `mark_research_run` activity and ends cancelled.
+  Call both from the API: the flag first (it is the record, and it reaches a workflow
+  whose worker is down right now), then `cancel_run`.
+Once every step has finished, a late cancel does not undo the run: it ends complete or
+needs_review.
+
+Starting: `start_run(client, run_input)` uses the workflow id `research-{run_id}` with
+`ALLOW_DUPLICATE_FAILED_ONLY` and the conflict policy `FAIL`: a second start of a run that is
+running or finished is refused by Temporal (and reported as `started=False` with the
+existing handle), so starting every `unfinished("temporal")` run on service start-up is
+safe. Only a workflow that was terminated, timed out or failed at the Temporal level may be
+started again; it then reuses the steps it had finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from stratmaster.research.workflow import STEPS, Ports, RunInput, StepFailed, StepFunction, execute_step, outcome
+
+TASK_QUEUE = "stratmaster-research"
+NAMESPACE = "default"
+ORCHESTRATOR = "temporal"  # the `orchestrator` column of runs this module drives
+
+
+def workflow_id(run_id: str) -> str:
+    return f"research-{run_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepPolicy:
+    """Timeouts and retries of every step activity; travels in the workflow input, so a run
+    keeps the policy it started with. The defaults suit real steps (model calls, fetches);
+    tests pass short ones."""
+
+    start_to_close_s: float = 600.0  # one attempt of one step, at most
+    heartbeat_s: float = 30.0  # a worker silent this long is presumed dead; the attempt is retried
+    initial_interval_s: float = 2.0  # first retry after this, then doubling ...
+    backoff: float = 2.0
+    maximum_interval_s: float = 60.0  # ... up to this
+    maximum_attempts: int = 5  # then the run fails with the last error
+    bookkeeping_timeout_s: float = 30.0  # the finish/mark activities (database writes only)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> StepPolicy:
+        return cls(**dict(data or {}))
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(initial_interval=timedelta(seconds=self.initial_interval_s),
+                           backoff_coefficient=self.backoff,
+                           maximum_interval=timedelta(seconds=self.maximum_interval_s),
+                           maximum_attempts=self.maximum_attempts,
+                           non_retryable_error_types=[NON_RETRYABLE])
+
+
+NON_RETRYABLE = "StepFailedPermanently"  # ApplicationError type of StepFailed(retryable=False)
+RETRYABLE = "StepFailed"
+
+
+def result_of(outputs: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The run's `result`: the verified brief (verify's `brief`), else the synthesized one, else verify's output."""
+    verify = outputs.get("verify") or {}
+    if isinstance(verify.get("brief"), dict):
+        return verify["brief"]
+    synthesize = outputs.get("synthesize") or {}
+    if isinstance(synthesize.get("brief"), dict):
+        return synthesize["brief"]
+    return dict(verify) if verify else None
+
+
+# --- activities (run by workers; they do the I/O) ----------------------------------------
+
+class ResearchActivities:
+    """The activities of `ResearchWorkflow`, bound to one database and one set of ports.
+
+    `registry` maps step names to step functions (tests pass fakes); None runs the real steps
+    registered by `stratmaster.research.steps`.
+    """
+
+    def __init__(self, repository: Any, ports: Ports, registry: Mapping[str, StepFunction] | None = None) -> None:
+        self._repository = repository  # ResearchRunRepository
+        self._ports = ports
+        self._registry = registry
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.run_research_step, self.finish_research_run, self.mark_research_run]
+
+    @activity.defn(name="run_research_step")
+    async def run_research_step(self, task: dict[str, Any]) -> dict[str, Any]:
+        """Run one step unless the run is over, cancelled, or the step was done already.
+
+        Returns {"step", "state": "done" | "cancelled" | <terminal status>, "reused", "seconds"}.
+        """
+        info = activity.info()
+        return await _with_heartbeats(info.heartbeat_timeout, self._run_step, dict(task["run"]), str(task["step"]),
+                                      info.attempt)
+
+    def _run_step(self, run_data: dict[str, Any], name: str, attempt: int) -> dict[str, Any]:
+        run = RunInput.from_dict(run_data)
+        record = self._repository.get_any(run.run_id)
+        if record is None:
+            raise ApplicationError(f"research run {run.run_id} does not exist", type=NON_RETRYABLE,
+                                   non_retryable=True)
+        if record.finished:  # cancelled while queued, or finished by an earlier execution
+            return {"step": name, "state": record.status, "reused": False, "seconds": 0.0}
+        if record.cancel_requested:
+            self._repository.set_state(run.run_id, "cancelled", None)
+            return {"step": name, "state": "cancelled", "reused": False, "seconds": 0.0}
+        outputs = self._repository.step_outputs(run.run_id)
+        if name in outputs:  # finished before a crash: never run twice
+            return {"step": name, "state": "done", "reused": True, "seconds": 0.0}
+        self._repository.set_state(run.run_id, "running", name)
+        started = time.perf_counter()
+        try:
+            output = execute_step(name, run, outputs, self._ports, self._registry)
+        except StepFailed as exc:
+            raise ApplicationError(f"{name}: {exc}", type=RETRYABLE if exc.retryable else NON_RETRYABLE,
+                                   non_retryable=not exc.retryable) from exc
+        seconds = time.perf_counter() - started
+        self._repository.save_step(run.run_id, name, output, attempts=attempt, seconds=seconds)
+        return {"step": name, "state": "done", "reused": False, "seconds": round(seconds, 4)}
+
+    @activity.defn(name="finish_research_run")
+    async def finish_research_run(self, run_id: str) -> dict[str, Any]:
+        """Every step done: complete or needs_review (workflow.outcome), with the result."""
+        return await asyncio.to_thread(self._finish, run_id)
+
+    def _finish(self, run_id: str) -> dict[str, Any]:
+        outputs = self._repository.step_outputs(run_id)
+        status, reasons = outcome(outputs)
+        self._repository.set_state(run_id, status, None, result=result_of(outputs), reasons=reasons)
+        record = self._repository.get_any(run_id)
+        final = record.status if record is not None else status
+        return {"status": final, "reasons": reasons}
+
+    @activity.defn(name="mark_research_run")
+    async def mark_research_run(self, change: dict[str, Any]) -> dict[str, Any]:
+        """Record a terminal state decided by the workflow: failed (with the error) or cancelled."""
+        return await asyncio.to_thread(self._mark, change)
+
+    def _mark(self, change: dict[str, Any]) -> dict[str, Any]:
+        run_id, status = str(change["run_id"]), str(change["status"])
+        self._repository.set_state(run_id, status, change.get("step"), error=change.get("error"))
+        record = self._repository.get_any(run_id)
+        return {"status": record.status if record is not None else status, "error": change.get("error")}
+
+
+async def _with_heartbeats(heartbeat_timeout: timedelta | None, function: Callable[..., dict[str, Any]],
+                           *args: Any) -> dict[str, Any]:
+    """Run a blocking step in a thread, heartbeating meanwhile (a third of the heartbeat timeout)."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    interval = max(0.1, heartbeat_timeout.total_seconds() / 3) if heartbeat_timeout else None
+    try:
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=interval)
+            if done:
+                return work.result()
+            activity.heartbeat()
+    except asyncio.CancelledError:
+        work.cancel()  # the thread runs on; the run is cancelled and a late save_step is harmless
+        raise
+
+
+# --- the workflow (deterministic: no I/O, only activities) ---------------------------------
+
+@workflow.defn(name="ResearchWorkflow")
+class ResearchWorkflow:
+    def __init__(self) -> None:
+        self._step: str | None = None
+        self._done: list[str] = []
+
+    @workflow.query(name="progress")
+    def progress(self) -> dict[str, Any]:
+        return {"current_step": self._step, "done": list(self._done), "total": len(STEPS)}
+
+    @workflow.run
+    async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """`payload` is RunInput.as_dict(), optionally with "policy" (StepPolicy fields)."""
+        run = RunInput.from_dict(payload)
+        policy = StepPolicy.from_dict(payload.get("policy"))
+        bookkeeping = timedelta(seconds=policy.bookkeeping_timeout_s)
+        try:
+            for name in STEPS:
+                self._step = name
+                summary = await workflow.execute_activity(
+                    "run_research_step", {"run": run.as_dict(), "step": name},
+                    start_to_close_timeout=timedelta(seconds=policy.start_to_close_s),
+                    heartbeat_timeout=timedelta(seconds=policy.heartbeat_s),
+                    retry_policy=policy.retry_policy(), result_type=dict)
+                if summary["state"] != "done":  # cancelled between steps, or already over
+                    self._step = None
+                    return {"run_id": run.run_id, "status": summary["state"], "steps": list(self._done)}
+                self._done.append(name)
+            self._step = None
+            final = await workflow.execute_activity(
+                "finish_research_run", run.run_id, start_to_close_timeout=bookkeeping,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)), result_type=dict)
+            return {"run_id": run.run_id, "steps": list(self._done), **final}
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                await self._mark(run.run_id, "cancelled", None, None, bookkeeping)
+                raise
+            error = _message(exc)
+            await self._mark(run.run_id, "failed", self._step, error, bookkeeping)
+            return {"run_id": run.run_id, "status": "failed", "error": error, "steps": list(self._done)}
+        except asyncio.CancelledError:  # cancel_run: the workflow itself was cancelled
+            await self._mark(run.run_id, "cancelled", None, None, bookkeeping)
+            raise
+
+    async def _mark(self, run_id: str, status: str, step: str | None, error: str | None,
+                    timeout: timedelta) -> None:
+        await workflow.execute_activity(
+            "mark_research_run", {"run_id": run_id, "status": status, "step": step, "error": error},
+            start_to_close_timeout=timeout, retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            result_type=dict)
+
+
+def _message(error: BaseException) -> str:
+    """The innermost cause's message: the step's own words, not Temporal's wrapper."""
+    cause: BaseException = error
+    while getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # type: ignore[attr-defined]
+    message = getattr(cause, "message", None) or str(cause)
+    if cause is not error and type(cause).__name__ == "TimeoutError":
+        message = f"{type(cause).__name__}: {message}"
+    return message
+
+
+# --- client side -------------------------------------------------------------------------------
+
+async def connect(settings: Any, *, namespace: str = NAMESPACE) -> Any:
+    """A Temporal client for `settings.temporal_address` (TEMPORAL_ADDRESS)."""
+    from temporalio.client import Client
+
+    if not settings.temporal_address:
+        raise ValueError("TEMPORAL_ADDRESS is not set: runs use the embedded runner")
+    return await Client.connect(settings.temporal_address, namespace=namespace)
+
+
+async def start_run(client: Any, run_input: RunInput, *, policy: StepPolicy | None = None,
+                    task_queue: str = TASK_QUEUE) -> tuple[Any, bool]:
+    """Start the run's workflow: (its handle, whether this call started it).
+
+    A run that is running or finished already is not started again (Temporal refuses the
+    workflow id); the existing workflow's handle comes back with False.
+    """
+    from temporalio.client import WorkflowAlreadyStartedError
+
+    payload = {**run_input.as_dict(), "policy": asdict(policy or StepPolicy())}
+    try:
+        handle = await client.start_workflow(
+            ResearchWorkflow.run, payload, id=workflow_id(run_input.run_id), task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+        return handle, True
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(workflow_id(run_input.run_id)), False
+
+
+async def cancel_run(client: Any, run_id: str) -> bool:
+    """Ask Temporal to cancel the run's workflow (interrupting the step in flight).
+    False when there is no such workflow or it has finished. Set the database flag first
+    (ResearchRunRepository.request_cancel): see the module docstring."""
+    from temporalio.service import RPCError
+
+    try:
+        await client.get_workflow_handle(workflow_id(run_id)).cancel()
+        return True
+    except RPCError:
+        return False
