@@ -279,7 +279,7 @@ async def start_run(client: Any, run_input: RunInput, *, policy: StepPolicy | No
     A run that is running or finished already is not started again (Temporal refuses the
     workflow id); the existing workflow's handle comes back with False.
     """
-    from temporalio.client import WorkflowAlreadyStartedError
+    from temporalio.exceptions import WorkflowAlreadyStartedError
 
     payload = {**run_input.as_dict(), "policy": asdict(policy or StepPolicy())}
     try:

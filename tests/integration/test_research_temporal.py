@@ -1,0 +1,358 @@
+"""Research runs on the real Temporal dev server, with fake steps (research_fakes).
+
+Each test has its own SQLite database and its own task queue, so workers of one test never
+take another's tasks. Timeouts are short (2 s heartbeat, 0.2 s first retry) to keep the
+run fast; the production defaults are in StepPolicy.
+
+The worker-crash test runs the worker as a separate process
+(`python -m stratmaster.research.temporal_worker`), kills it with SIGKILL in the middle of
+a slow step, starts another, and checks that the run completes once: one saved output per
+step, the steps finished before the crash not executed again, the interrupted step
+retried once. The Ray test does the same with ResearchWorkerActor and ray.kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from research_fakes import REGISTRY, FakePorts, executions
+from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import CancelledError
+
+from stratmaster.db.engine import create_db_engine
+from stratmaster.db.migrate import upgrade
+from stratmaster.research.runs import ResearchRunRepository
+from stratmaster.research.temporal_runner import (
+    ORCHESTRATOR,
+    ResearchActivities,
+    StepPolicy,
+    cancel_run,
+    start_run,
+    workflow_id,
+)
+from stratmaster.research.temporal_worker import build_worker
+from stratmaster.research.workflow import STEPS, RunInput
+
+TENANT = "acme"
+TESTS_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = TESTS_DIR.parent
+FAST = StepPolicy(start_to_close_s=60, heartbeat_s=2, initial_interval_s=0.2, maximum_interval_s=1,
+                  maximum_attempts=3, bookkeeping_timeout_s=10)
+
+
+class Env:
+    def __init__(self, address: str, folder: Path) -> None:
+        self.address = address
+        self.folder = folder
+        self.database_url = f"sqlite:///{folder / 'runs.db'}"
+        upgrade(self.database_url)
+        self.repository = ResearchRunRepository(create_db_engine(self.database_url))
+        self.log = folder / "steps.jsonl"
+        self.task_queue = f"research-test-{uuid.uuid4().hex[:8]}"
+
+    def new_run(self, **fake: Any) -> RunInput:
+        request = {"question": "Should Acme raise prices?", "fake": {"log": str(self.log), **fake}}
+        record, created = self.repository.create(TENANT, request, ORCHESTRATOR)
+        assert created
+        return RunInput(record.id, TENANT, record.request)
+
+    async def start(self, client: Client, run: RunInput, policy: StepPolicy = FAST) -> Any:
+        handle, started = await start_run(client, run, policy=policy, task_queue=self.task_queue)
+        assert started
+        return handle
+
+    def starts(self, run: RunInput) -> list[str]:
+        return executions(self.log, run.run_id, "start")
+
+    def ends(self, run: RunInput) -> list[str]:
+        return executions(self.log, run.run_id, "end")
+
+    async def wait_for(self, predicate: Any, timeout_s: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout_s} s for {what or predicate}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def env(temporal_server, tmp_path: Path) -> Env:  # noqa: F811 - the imported fixture
+    return Env(temporal_server.address, tmp_path)
+
+
+@asynccontextmanager
+async def in_process_worker(client: Client, env: Env) -> AsyncIterator[None]:
+    activities = ResearchActivities(env.repository, FakePorts(), REGISTRY)
+    async with build_worker(client, activities, task_queue=env.task_queue, sticky_timeout_s=1):
+        yield
+
+
+def test_run_completes_with_every_step_saved_once(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run()
+        async with in_process_worker(client, env):
+            handle = await env.start(client, run)
+            result = await asyncio.wait_for(handle.result(), 60)
+        assert result["status"] == "complete" and result["steps"] == list(STEPS)
+        record = env.repository.get(TENANT, run.run_id)
+        assert record.status == "complete" and record.current_step is None and record.reasons == []
+        assert record.steps_done == STEPS
+        assert record.result == {"question": "Should Acme raise prices?", "recommendation": "do it",
+                                 "verified": True}
+        assert env.starts(run) == list(STEPS) and env.ends(run) == list(STEPS)  # each step ran once
+        outputs = env.repository.step_outputs(run.run_id)
+        assert outputs["verify"]["saw"] == sorted(STEPS[:-1])  # each step saw every earlier output
+        assert {t["attempts"] for t in env.repository.step_timings(run.run_id).values()} == {1}
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    asyncio.run(scenario())
+
+
+def test_review_reasons_end_the_run_in_needs_review(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(review_reasons=["claim 2 is not supported by its citation"])
+        async with in_process_worker(client, env):
+            result = await asyncio.wait_for((await env.start(client, run)).result(), 60)
+        assert result["status"] == "needs_review"
+        record = env.repository.get(TENANT, run.run_id)
+        assert record.status == "needs_review"
+        assert record.reasons == ["claim 2 is not supported by its citation"]
+    asyncio.run(scenario())
+
+
+def test_a_retryable_failure_is_retried_and_the_run_completes(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(fail={"extract": {"times": 2, "retryable": True}})
+        async with in_process_worker(client, env):
+            result = await asyncio.wait_for((await env.start(client, run)).result(), 60)
+        assert result["status"] == "complete"
+        assert env.starts(run).count("extract") == 3 and env.ends(run).count("extract") == 1
+        assert env.repository.step_timings(run.run_id)["extract"]["attempts"] == 3
+        assert env.starts(run).count("plan") == 1  # the retry is of the step, not of the run
+    asyncio.run(scenario())
+
+
+def test_a_non_retryable_failure_fails_the_run_with_its_error(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(fail={"grade": {"times": 1, "retryable": False}})
+        async with in_process_worker(client, env):
+            result = await asyncio.wait_for((await env.start(client, run)).result(), 60)
+        assert result["status"] == "failed" and "fake grade failure 1" in result["error"]
+        record = env.repository.get(TENANT, run.run_id)
+        assert record.status == "failed" and record.current_step == "grade"
+        assert "fake grade failure 1" in record.error
+        assert env.starts(run) == ["plan", "gather", "extract", "grade"]  # tried once, nothing after it
+        assert record.steps_done == ("plan", "gather", "extract")
+    asyncio.run(scenario())
+
+
+def test_retries_run_out_and_fail_the_run(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(fail={"plan": {"times": 10, "retryable": True}})
+        async with in_process_worker(client, env):
+            result = await asyncio.wait_for((await env.start(client, run)).result(), 60)
+        assert result["status"] == "failed" and "fake plan failure 3" in result["error"]
+        assert env.starts(run) == ["plan"] * FAST.maximum_attempts
+        assert env.repository.get(TENANT, run.run_id).status == "failed"
+    asyncio.run(scenario())
+
+
+def test_cancel_between_steps_ends_cancelled(env: Env) -> None:
+    gate = env.folder / "gather-may-finish"
+
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(wait_for={"gather": str(gate)})
+        async with in_process_worker(client, env):
+            handle = await env.start(client, run)
+            await env.wait_for(lambda: "gather" in env.starts(run), what="gather to start")
+            assert env.repository.get(TENANT, run.run_id).current_step == "gather"
+            env.repository.request_cancel(TENANT, run.run_id)  # what POST /research/runs/{id}/cancel does
+            gate.touch()
+            result = await asyncio.wait_for(handle.result(), 60)
+        assert result["status"] == "cancelled"
+        record = env.repository.get(TENANT, run.run_id)
+        assert record.status == "cancelled" and record.current_step is None
+        assert record.steps_done == ("plan", "gather")  # the step in flight finished and was kept
+        assert env.starts(run) == ["plan", "gather"]  # nothing started after the cancel
+    asyncio.run(scenario())
+
+
+def test_cancel_run_interrupts_the_step_in_flight(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        gate = env.folder / "gather-may-finish"
+        run = env.new_run(wait_for={"gather": str(gate)})
+        async with in_process_worker(client, env):
+            handle = await env.start(client, run)
+            await env.wait_for(lambda: "gather" in env.starts(run), what="gather to start")
+            started = time.monotonic()
+            env.repository.request_cancel(TENANT, run.run_id)
+            assert await cancel_run(client, run.run_id)
+            with pytest.raises(WorkflowFailureError) as failure:
+                await asyncio.wait_for(handle.result(), 30)
+            assert isinstance(failure.value.cause, CancelledError)
+            assert time.monotonic() - started < 10  # not the 60 s the blocked step would take
+            assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+            record = env.repository.get(TENANT, run.run_id)
+            assert record.status == "cancelled" and "gather" not in record.steps_done
+            # A step's thread cannot be stopped: released now, it ends and its output is kept,
+            # but the run stays cancelled and nothing after it starts.
+            gate.touch()
+            await env.wait_for(lambda: "gather" in env.ends(run), what="the released gather to end")
+        assert env.repository.get(TENANT, run.run_id).status == "cancelled"
+        assert env.starts(run) == ["plan", "gather"]
+        assert not await cancel_run(client, "no-such-run")
+    asyncio.run(scenario())
+
+
+def test_a_second_start_of_the_same_run_is_refused(env: Env) -> None:
+    gate = env.folder / "plan-may-finish"
+
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(wait_for={"plan": str(gate)})
+        async with in_process_worker(client, env):
+            first = await env.start(client, run)
+            again, started = await start_run(client, run, policy=FAST, task_queue=env.task_queue)
+            assert not started and again.id == first.id == workflow_id(run.run_id)
+            assert (await again.describe()).run_id == (await first.describe()).run_id  # the same execution
+            gate.touch()
+            await asyncio.wait_for(first.result(), 60)
+            after, started = await start_run(client, run, policy=FAST, task_queue=env.task_queue)
+            assert not started  # a finished run is not started again either
+            assert (await after.describe()).run_id == (await first.describe()).run_id
+        assert env.starts(run) == list(STEPS)
+        assert env.repository.get(TENANT, run.run_id).status == "complete"
+    asyncio.run(scenario())
+
+
+# --- the worker crash ------------------------------------------------------------------------
+
+def _worker_process(env: Env, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "stratmaster.research.temporal_worker", "--address", env.address,
+               "--database-url", env.database_url, "--task-queue", env.task_queue,
+               "--registry", "research_fakes:REGISTRY", "--ports", "research_fakes:make_ports",
+               "--sticky-timeout-s", "1", "--graceful-shutdown-s", "1", *extra]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT)])}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(env.folder / "worker.err", "ab"),
+                               env=environment, cwd=REPO_ROOT, text=True)
+    line = process.stdout.readline()  # blocks until the worker polls (or dies)
+    if not line:
+        process.wait(5)
+        raise RuntimeError(f"worker exited: {(env.folder / 'worker.err').read_text()[-2000:]}")
+    assert json.loads(line)["event"] == "worker_ready"
+    return process
+
+
+def test_a_killed_worker_resumes_on_another_and_the_run_completes_once(env: Env) -> None:
+    """Kill -9 the worker in the middle of `grade` (after plan, gather and extract finished)."""
+    async def scenario() -> dict[str, float]:
+        client = await Client.connect(env.address)
+        # grade sleeps 120 s in its first execution only: the killed one.
+        run = env.new_run(sleep={"grade": {"seconds": 120, "attempts": 1}})
+        first = _worker_process(env)
+        try:
+            handle = await env.start(client, run)
+            await env.wait_for(lambda: "grade" in env.starts(run), what="grade to start on the first worker")
+            assert env.repository.get(TENANT, run.run_id).steps_done == ("plan", "gather", "extract")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        killed_at = time.monotonic()
+        second = _worker_process(env)
+        try:
+            result = await asyncio.wait_for(handle.result(), 90)
+            resumed_s = time.monotonic() - killed_at
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(20)
+        assert result["status"] == "complete" and result["steps"] == list(STEPS)
+        record = env.repository.get(TENANT, run.run_id)
+        assert record.status == "complete" and record.steps_done == STEPS
+        # Finished steps were not executed again; the interrupted one ran again once, to the end.
+        starts = env.starts(run)
+        assert {step: starts.count(step) for step in STEPS} == {**dict.fromkeys(STEPS, 1), "grade": 2}
+        assert env.ends(run) == list(STEPS)  # each step completed exactly once
+        assert env.repository.step_timings(run.run_id)["grade"]["attempts"] == 2
+        pids = {json.loads(line)["pid"] for line in env.log.read_text().splitlines()}
+        assert pids == {first.pid, second.pid}
+        description = await handle.describe()
+        assert description.status == WorkflowExecutionStatus.COMPLETED
+        return {"resumed_after_kill_s": round(resumed_s, 2)}
+
+    timings = asyncio.run(scenario())
+    print(json.dumps(timings))
+    assert timings["resumed_after_kill_s"] < 30  # about one heartbeat timeout plus the rest of the run
+
+
+# --- workers on Ray --------------------------------------------------------------------------
+
+@pytest.fixture
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    owned = not ray.is_initialized()
+    if owned:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                 _temp_dir=tempfile.mkdtemp(prefix="smrt", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        yield
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+@pytest.mark.cluster
+def test_workers_as_ray_actors_survive_a_killed_actor(env: Env, ray_cluster: None) -> None:
+    import ray
+
+    from stratmaster.research.temporal_worker import start_worker_actors
+
+    options = {"actor_options": {"runtime_env": {"env_vars": {
+        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT)])}}}}
+    common = {"make_ports": "research_fakes:make_ports", "registry": "research_fakes:REGISTRY",
+              "task_queue": env.task_queue, "sticky_timeout_s": 1, **options}
+
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(sleep={"compress": {"seconds": 120, "attempts": 1}})
+        [first] = start_worker_actors(1, env.address, env.database_url, **common)
+        stats = ray.get(first.ready.remote(), timeout=60)
+        assert stats["running"] and stats["pid"] != os.getpid()
+        handle = await env.start(client, run)
+        await env.wait_for(lambda: "compress" in env.starts(run), what="compress to start in the actor")
+        ray.kill(first, no_restart=True)
+        [second] = start_worker_actors(1, env.address, env.database_url, **common)
+        ray.get(second.ready.remote(), timeout=60)
+        try:
+            result = await asyncio.wait_for(handle.result(), 90)
+        finally:
+            ray.get(second.stop.remote(), timeout=30)
+            ray.kill(second)
+        assert result["status"] == "complete"
+        starts = env.starts(run)
+        assert {step: starts.count(step) for step in STEPS} == {**dict.fromkeys(STEPS, 1), "compress": 2}
+        assert env.ends(run) == list(STEPS)
+        assert env.repository.get(TENANT, run.run_id).status == "complete"
+    asyncio.run(scenario())
