@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -109,13 +110,18 @@ class ResearchActivities:
     """The activities of `ResearchWorkflow`, bound to one database and one set of ports.
 
     `registry` maps step names to step functions (tests pass fakes); None runs the real steps
-    registered by `stratmaster.research.steps`.
+    registered by `stratmaster.research.steps`. Steps are blocking functions: they run in a
+    thread pool of `threads` (give the worker as many concurrent activities), while the
+    activity heartbeats from the worker's event loop.
     """
 
-    def __init__(self, repository: Any, ports: Ports, registry: Mapping[str, StepFunction] | None = None) -> None:
+    def __init__(self, repository: Any, ports: Ports, registry: Mapping[str, StepFunction] | None = None,
+                 *, threads: int = 8) -> None:
         self._repository = repository  # ResearchRunRepository
         self._ports = ports
         self._registry = registry
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="research-step")
+        self.threads = threads
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.run_research_step, self.finish_research_run, self.mark_research_run]
@@ -127,8 +133,8 @@ class ResearchActivities:
         Returns {"step", "state": "done" | "cancelled" | <terminal status>, "reused", "seconds"}.
         """
         info = activity.info()
-        return await _with_heartbeats(info.heartbeat_timeout, self._run_step, dict(task["run"]), str(task["step"]),
-                                      info.attempt)
+        return await _with_heartbeats(self._threads, info.heartbeat_timeout, self._run_step, dict(task["run"]),
+                                      str(task["step"]), info.attempt)
 
     def _run_step(self, run_data: dict[str, Any], name: str, attempt: int) -> dict[str, Any]:
         run = RunInput.from_dict(run_data)
@@ -158,7 +164,7 @@ class ResearchActivities:
     @activity.defn(name="finish_research_run")
     async def finish_research_run(self, run_id: str) -> dict[str, Any]:
         """Every step done: complete or needs_review (workflow.outcome), with the result."""
-        return await asyncio.to_thread(self._finish, run_id)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._finish, run_id)
 
     def _finish(self, run_id: str) -> dict[str, Any]:
         outputs = self._repository.step_outputs(run_id)
@@ -171,7 +177,7 @@ class ResearchActivities:
     @activity.defn(name="mark_research_run")
     async def mark_research_run(self, change: dict[str, Any]) -> dict[str, Any]:
         """Record a terminal state decided by the workflow: failed (with the error) or cancelled."""
-        return await asyncio.to_thread(self._mark, change)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._mark, change)
 
     def _mark(self, change: dict[str, Any]) -> dict[str, Any]:
         run_id, status = str(change["run_id"]), str(change["status"])
@@ -180,10 +186,10 @@ class ResearchActivities:
         return {"status": record.status if record is not None else status, "error": change.get("error")}
 
 
-async def _with_heartbeats(heartbeat_timeout: timedelta | None, function: Callable[..., dict[str, Any]],
-                           *args: Any) -> dict[str, Any]:
+async def _with_heartbeats(threads: Executor, heartbeat_timeout: timedelta | None,
+                           function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """Run a blocking step in a thread, heartbeating meanwhile (a third of the heartbeat timeout)."""
-    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    work = asyncio.get_running_loop().run_in_executor(threads, function, *args)
     interval = max(0.1, heartbeat_timeout.total_seconds() / 3) if heartbeat_timeout else None
     try:
         while True:
@@ -290,6 +296,24 @@ async def start_run(client: Any, run_input: RunInput, *, policy: StepPolicy | No
         return handle, True
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle(workflow_id(run_input.run_id)), False
+
+
+async def start_unfinished(client: Any, repository: Any, *, policy: StepPolicy | None = None,
+                           task_queue: str = TASK_QUEUE) -> dict[str, list[str]]:
+    """Start the workflow of every unfinished Temporal run that has none (call on service start-up).
+
+    Covers a run created in the database whose start never reached Temporal (the service
+    died in between); runs whose workflow exists are left to it. {"started": [...], "running": [...]}.
+    """
+    report: dict[str, list[str]] = {"started": [], "running": []}
+    for run_id in repository.unfinished(ORCHESTRATOR):
+        record = repository.get_any(run_id)
+        if record is None or record.finished:
+            continue
+        _, started = await start_run(client, RunInput(record.id, record.tenant, record.request), policy=policy,
+                                     task_queue=task_queue)
+        report["started" if started else "running"].append(run_id)
+    return report
 
 
 async def cancel_run(client: Any, run_id: str) -> bool:

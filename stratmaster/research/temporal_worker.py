@@ -73,18 +73,20 @@ def build_worker(client: Any, activities: ResearchActivities, *, task_queue: str
     if identity:
         options["identity"] = identity
     return Worker(client, task_queue=task_queue, workflows=[ResearchWorkflow], activities=activities.all(),
-                  max_concurrent_activities=max_concurrent_activities,
+                  max_concurrent_activities=min(max_concurrent_activities, activities.threads),
                   sticky_queue_schedule_to_start_timeout=timedelta(seconds=sticky_timeout_s),
                   graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s), **options)
 
 
 def make_activities(database_url: str, make_ports: PortsFactory | str | None = None,
-                    registry: Mapping[str, StepFunction] | str | None = None) -> ResearchActivities:
+                    registry: Mapping[str, StepFunction] | str | None = None, *, threads: int = 8
+                    ) -> ResearchActivities:
     from stratmaster.db.engine import create_db_engine
     from stratmaster.research.runs import ResearchRunRepository
 
     factory = _resolve(make_ports if make_ports is not None else DEFAULT_PORTS)
-    return ResearchActivities(ResearchRunRepository(create_db_engine(database_url)), factory(), _resolve(registry))
+    return ResearchActivities(ResearchRunRepository(create_db_engine(database_url)), factory(), _resolve(registry),
+                              threads=threads)
 
 
 async def serve(address: str, database_url: str, *, make_ports: PortsFactory | str | None = None,
@@ -94,7 +96,8 @@ async def serve(address: str, database_url: str, *, make_ports: PortsFactory | s
     """Run a worker until `stop` is set (forever when None)."""
     from temporalio.client import Client
 
-    activities = make_activities(database_url, make_ports, registry)
+    activities = make_activities(database_url, make_ports, registry,
+                                 threads=int(worker_options.get("max_concurrent_activities", 8)))
     client = await Client.connect(address, namespace=namespace)
     worker = build_worker(client, activities, task_queue=task_queue, **worker_options)
     async with worker:

@@ -42,6 +42,7 @@ from stratmaster.research.temporal_runner import (
     StepPolicy,
     cancel_run,
     start_run,
+    start_unfinished,
     workflow_id,
 )
 from stratmaster.research.temporal_worker import build_worker
@@ -242,6 +243,26 @@ def test_a_second_start_of_the_same_run_is_refused(env: Env) -> None:
             assert (await after.describe()).run_id == (await first.describe()).run_id
         assert env.starts(run) == list(STEPS)
         assert env.repository.get(TENANT, run.run_id).status == "complete"
+    asyncio.run(scenario())
+
+
+def test_start_unfinished_starts_only_runs_without_a_workflow(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        started_before = env.new_run()
+        never_started = env.new_run()
+        await env.start(client, started_before)  # no worker yet: its workflow waits
+        cancelled = env.new_run()
+        env.repository.request_cancel(TENANT, cancelled.run_id)  # queued -> cancelled at once
+        report = await start_unfinished(client, env.repository, policy=FAST, task_queue=env.task_queue)
+        assert report == {"started": [never_started.run_id], "running": [started_before.run_id]}
+        async with in_process_worker(client, env):
+            for run in (started_before, never_started):
+                handle = client.get_workflow_handle(workflow_id(run.run_id))
+                assert (await asyncio.wait_for(handle.result(), 60))["status"] == "complete"
+        assert await start_unfinished(client, env.repository, task_queue=env.task_queue) == {
+            "started": [], "running": []}
+        assert env.repository.get(TENANT, cancelled.run_id).status == "cancelled"
     asyncio.run(scenario())
 
 
