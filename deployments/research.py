@@ -1,14 +1,142 @@
-"""The research service application: its own Serve app behind route prefix `/research`."""
+"""The research service application: its own Serve app behind route prefix `/research`.
+
+- `POST /research/runs` starts a run (`Idempotency-Key`: a retry returns the same run, a
+  different request under the same key is a 409); `GET /research/runs/{id}` shows its
+  status, current step, progress and, once finished, the result; `GET /research/runs`
+  lists the tenant's runs; `POST /research/runs/{id}/cancel` stops it between steps;
+  `GET /research/runs/{id}/brief?format=json|markdown` exports the brief.
+- Runs execute on the embedded runner in this replica (stratmaster/research/runner.py);
+  unfinished runs resume when the replica starts. The steps search through the knowledge
+  index's Serve handle and route model calls through a `Router` on the router service's
+  catalogue and database (stratmaster/research/ports.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 from ray.serve import Application
 
 from deployments.args import ServiceArgs
-from deployments.service import ServiceIngress
+from deployments.http import APIError, require_principal
+from deployments.service import ServiceIngress, service_api
+from stratmaster.identity import Principal
+from stratmaster.logs import current_correlation_id
+from stratmaster.research.runs import IdempotencyConflict, ResearchRunRepository, RunRecord
+from stratmaster.research.schemas import ResearchRequest
 
 DESCRIPTION = "Runs research workflows that turn a strategy question into a cited decision brief."
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("stratmaster.research")
+
+
+def run_view(run: RunRecord, with_result: bool = True) -> dict[str, Any]:
+    view = {"id": run.id, "question": run.question, "status": run.status, "current_step": run.current_step,
+            "progress": run.progress(), "orchestrator": run.orchestrator, "cancel_requested": run.cancel_requested,
+            "reasons": run.reasons, "error": run.error, "created_at": run.created_at.isoformat(),
+            "updated_at": run.updated_at.isoformat()}
+    if with_result:
+        view["request"] = run.request
+        view["result"] = run.result
+    return view
+
+
+def research_api(service: str, description: str) -> FastAPI:
+    api = service_api(service, description)
+
+    def ingress_of(request: Request) -> ResearchIngress:
+        return request.app.state.ingress
+
+    @api.post("/runs", status_code=202, tags=["runs"], summary="Start a research run (Idempotency-Key honoured)",
+              responses={409: {"description": "The Idempotency-Key was used for a different request"},
+                         422: {"description": "The request is invalid; the message names the field"}})
+    async def start(body: ResearchRequest, request: Request, principal: Principal = Depends(require_principal),
+                    idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> JSONResponse:
+        from stratmaster.db.idempotency import check_key
+
+        ingress = ingress_of(request)
+        if idempotency_key is not None:
+            try:
+                check_key(idempotency_key)
+            except ValueError as exc:
+                raise APIError(400, "bad_request", str(exc)) from None
+        try:
+            run, created = await asyncio.to_thread(ingress.runs.create, principal.tenant,
+                                                   body.model_dump(mode="json"), ingress.orchestrator,
+                                                   idempotency_key)
+        except IdempotencyConflict as exc:
+            raise APIError(409, "idempotency_conflict", str(exc)) from None
+        if created:
+            await asyncio.to_thread(ingress.start, run.id)
+        headers = {} if created else {"Idempotency-Replayed": "true"}
+        return JSONResponse(run_view(run, with_result=False), status_code=202, headers=headers)
+
+    @api.get("/runs/{run_id}", tags=["runs"], summary="A run: status, current step, progress, result")
+    async def get_run(run_id: str, request: Request, principal: Principal = Depends(require_principal)) -> dict:
+        run = await asyncio.to_thread(ingress_of(request).runs.get, principal.tenant, run_id)
+        if run is None:
+            raise APIError(404, "not_found", f"no research run {run_id!r}")
+        return run_view(run)
+
+    @api.get("/runs", tags=["runs"], summary="The tenant's runs, newest first")
+    async def list_runs(request: Request, limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0),
+                        principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+        runs, total = await asyncio.to_thread(ingress_of(request).runs.list, principal.tenant, limit, offset)
+        return {"runs": [run_view(r, with_result=False) for r in runs], "total": total, "limit": limit,
+                "offset": offset}
+
+    @api.post("/runs/{run_id}/cancel", status_code=202, tags=["runs"], summary="Stop a run before its next step",
+              responses={409: {"description": "The run has already finished"}})
+    async def cancel(run_id: str, request: Request, principal: Principal = Depends(require_principal)) -> JSONResponse:
+        ingress = ingress_of(request)
+        run = await asyncio.to_thread(ingress.runs.get, principal.tenant, run_id)
+        if run is None:
+            raise APIError(404, "not_found", f"no research run {run_id!r}")
+        if run.finished:
+            raise APIError(409, "conflict", f"research run {run_id!r} has already ended {run.status}")
+        cancelled = await asyncio.to_thread(ingress.runs.request_cancel, principal.tenant, run_id)
+        await asyncio.to_thread(ingress.cancel, run_id)
+        return JSONResponse(run_view(cancelled, with_result=False), status_code=202)
+
+    @api.get("/runs/{run_id}/brief", tags=["runs"], summary="The run's decision brief as JSON or Markdown",
+             responses={409: {"description": "The run has no brief (yet)"}})
+    async def brief(run_id: str, request: Request, format: Literal["json", "markdown"] = "json",
+                    principal: Principal = Depends(require_principal)) -> Any:
+        from stratmaster.research.export import brief_markdown
+
+        run = await asyncio.to_thread(ingress_of(request).runs.get, principal.tenant, run_id)
+        if run is None:
+            raise APIError(404, "not_found", f"no research run {run_id!r}")
+        if not run.result:
+            raise APIError(409, "not_ready", f"research run {run_id!r} is {run.status}; it has no brief"
+                           + (f" ({run.error})" if run.error else ""))
+        if format == "markdown":
+            return PlainTextResponse(brief_markdown(run.result["brief"], run.status, run.reasons),
+                                     media_type="text/markdown; charset=utf-8")
+        return {"status": run.status, "reasons": run.reasons, "brief": run.result["brief"],
+                "metrics": run.result["metrics"]}
+
+    return api
+
+
+def _knowledge_search(timeout_s: float):
+    """Search through the knowledge index's handle (it owns the embedded stores), from a worker thread."""
+    from stratmaster.research.workflow import StepFailed
+
+    def search(tenant: str, request: dict[str, Any]) -> dict[str, Any]:
+        handle = serve.get_deployment_handle("KnowledgeIndex", app_name="knowledge")
+        envelope = handle.search.remote(tenant, request, current_correlation_id()).result(timeout_s=timeout_s)
+        if "error" in envelope:
+            error = envelope["error"]
+            raise StepFailed(f"search: {error['message']}", retryable=error["status"] >= 500)
+        return envelope["result"]
+    return search
 
 
 @serve.deployment
@@ -16,6 +144,41 @@ DESCRIPTION = "Runs research workflows that turn a strategy question into a cite
 class ResearchIngress(ServiceIngress):
     service = "research"
     description = DESCRIPTION
+
+    def __init__(self, args: ServiceArgs) -> None:
+        super().__init__(args)
+        from stratmaster.db.engine import create_db_engine
+        from stratmaster.research.ports import LocalPorts
+        from stratmaster.research.runner import EmbeddedRunner
+
+        settings = self.runtime.settings
+        self.runs = ResearchRunRepository(create_db_engine(settings.effective_database_url))
+        self.ports = LocalPorts.for_settings(settings, _knowledge_search(args.handle_timeout_s))
+        self.orchestrator = "temporal" if settings.temporal_address else "embedded"
+        # A service that is still starting (the index after a restart) gets ~30 s of retries.
+        self.runner = EmbeddedRunner(self.runs, self.ports, max_attempts=5, backoff_s=2.0)
+        if self.orchestrator == "embedded":
+            resumed = self.runner.resume_unfinished()
+            if resumed:
+                log.info("research runs resumed", extra={"runs": resumed})
+
+    def start(self, run_id: str) -> None:
+        if self.orchestrator == "temporal":
+            from stratmaster.research.temporal_runner import start_run_sync
+
+            start_run_sync(self.runtime.settings, run_id)
+        else:
+            self.runner.submit(run_id)
+
+    def cancel(self, run_id: str) -> None:
+        """The embedded runner sees the flag between steps; Temporal is told as well."""
+        if self.orchestrator == "temporal":
+            from stratmaster.research.temporal_runner import cancel_run_sync
+
+            cancel_run_sync(self.runtime.settings, run_id)
+
+    def build_api(self) -> FastAPI:
+        return research_api(self.service, self.description)
 
 
 def build_app(args: ServiceArgs) -> Application:

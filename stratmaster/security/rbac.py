@@ -94,6 +94,12 @@ ENDPOINTS: Mapping[tuple[str, str, str], Rule] = {
     ("router", "GET", "/models"): R(P.ROUTER_READ),
     ("router", "GET", "/ledger"): R(P.LEDGER_READ),
     ("router", "GET", "/budget"): R(P.ROUTER_READ),
+    # research
+    ("research", "POST", "/runs"): R(P.RESEARCH_RUN, audited=True),
+    ("research", "GET", "/runs/{run_id}"): R(P.RESEARCH_READ),
+    ("research", "GET", "/runs"): R(P.RESEARCH_READ),
+    ("research", "POST", "/runs/{run_id}/cancel"): R(P.RESEARCH_RUN, audited=True),
+    ("research", "GET", "/runs/{run_id}/brief"): R(P.RESEARCH_READ),
 }
 
 

@@ -15,8 +15,8 @@ from deployments.evals import evals_api
 from deployments.gateway import build_gateway_api
 from deployments.http import require_principal
 from deployments.knowledge import knowledge_api
+from deployments.research import research_api
 from deployments.router import router_api
-from deployments.service import service_api
 from stratmaster.identity import KNOWN_ROLES, LocalIssuer
 from stratmaster.security.rbac import ENDPOINTS, ROLE_PERMISSIONS, Permission, permissions_of, rule_for
 
@@ -26,7 +26,7 @@ APPS = {
     "evals": lambda: evals_api("evals", "d"),
     "compression": lambda: compression_api("compression", "d"),
     "router": lambda: router_api("router", "d"),
-    "research": lambda: service_api("research", "d"),
+    "research": lambda: research_api("research", "d"),
 }
 
 

@@ -31,8 +31,9 @@ def test_every_deployment_is_autoscaled_bounded_and_fractional(config):
         for deployment in app.deployments:
             assert deployment.max_ongoing_requests > 0
             assert 0 < deployment.ray_actor_options.num_cpus <= 0.2
-            if deployment.name == "KnowledgeIndex":
-                # The store owner is pinned to exactly one replica (see the YAML comment).
+            if deployment.name in ("KnowledgeIndex", "ResearchIngress"):
+                # Owners of single-process state (embedded stores; the embedded research
+                # runner) are pinned to exactly one replica (see the YAML comments).
                 assert deployment.num_replicas == 1
                 continue
             autoscaling = deployment.autoscaling_config

@@ -1,0 +1,97 @@
+"""Research runs through the running platform: idempotent start, the embedded runner to a
+verified brief over the tenant's documents, Markdown export, cancel, tenant scoping."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+DOCUMENTS = [
+    {"id": "pricing", "title": "Premium pricing review", "source": "https://intranet.example/pricing",
+     "text": "The premium tier raised prices by 12% in March. Urban customers did not leave after the premium "
+             "price rise. Rural stores saw fewer visits after the change."},
+    {"id": "survey", "title": "Loyalty survey", "text": "Loyalty members renewed at 91% after the premium price "
+     "rise. Urban customers did not leave after the premium price rise, the survey found."},
+    {"id": "freight", "title": "Logistics memo", "text": "Freight costs rose after the port closed. The warehouse "
+     "moved to Leeds."},
+]
+QUESTION = "Did urban customers leave after the premium price rise?"
+
+
+@pytest.fixture(scope="module")
+def http(platform) -> httpx.Client:
+    with httpx.Client(base_url=platform.base_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def auth(issuer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue('strategist', 'research-it', ('analyst',), 3600)}"}
+
+
+@pytest.fixture(scope="module")
+def corpus(http, auth) -> None:
+    answer = http.post("/knowledge/documents", json={"documents": DOCUMENTS}, headers=auth)
+    assert answer.status_code == 200, answer.text
+
+
+def wait(http, run_id: str, auth: dict, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = http.get(f"/research/runs/{run_id}", headers=auth).json()
+        if run["status"] in ("complete", "needs_review", "failed", "cancelled"):
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still {run['status']}: {run}")
+
+
+def test_a_question_becomes_a_verified_cited_brief(http, auth, corpus):
+    key = f"brief-{uuid.uuid4().hex[:8]}"
+    started = http.post("/research/runs", json={"question": QUESTION}, headers={**auth, "Idempotency-Key": key})
+    assert started.status_code == 202, started.text
+    again = http.post("/research/runs", json={"question": QUESTION}, headers={**auth, "Idempotency-Key": key})
+    assert again.status_code == 202 and again.json()["id"] == started.json()["id"]
+    assert again.headers["idempotency-replayed"] == "true"
+    conflict = http.post("/research/runs", json={"question": "Something else entirely?"},
+                         headers={**auth, "Idempotency-Key": key})
+    assert conflict.status_code == 409
+
+    run = wait(http, started.json()["id"], auth)
+    assert run["status"] == "complete", run
+    assert run["progress"] == {"done": 7, "total": 7, "steps": ["plan", "gather", "extract", "grade", "compress",
+                                                                 "synthesize", "verify"]}
+    brief = run["result"]["brief"]
+    assert brief["claims"] and all(c["citations"] for c in brief["claims"])
+    cited = {c["document_id"] for claim in brief["claims"] for c in claim["citations"]}
+    assert {"pricing", "survey"} <= cited and "freight" not in cited
+    assert brief["generated_by"] == "local-extractive" and run["result"]["metrics"]["faithfulness"] == 1.0
+
+    markdown = http.get(f"/research/runs/{run['id']}/brief", params={"format": "markdown"}, headers=auth)
+    assert markdown.status_code == 200 and markdown.headers["content-type"].startswith("text/markdown")
+    assert f"# Decision brief: {QUESTION}" in markdown.text
+    assert "[Premium pricing review](https://intranet.example/pricing)" in markdown.text
+    as_json = http.get(f"/research/runs/{run['id']}/brief", headers=auth).json()
+    assert as_json["brief"] == brief and as_json["status"] == "complete"
+    assert http.post(f"/research/runs/{run['id']}/cancel", headers=auth).status_code == 409
+    listed = http.get("/research/runs", headers=auth).json()
+    assert run["id"] in [r["id"] for r in listed["runs"]]
+
+
+def test_bad_requests_and_other_tenants(http, auth, issuer):
+    assert http.post("/research/runs", json={"question": ""}, headers=auth).status_code == 422
+    assert http.post("/research/runs", json={"question": QUESTION, "depth": 9}, headers=auth).status_code == 422
+    assert http.post("/research/runs", json={"question": QUESTION, "colour": "blue"}, headers=auth).status_code == 422
+    run = http.post("/research/runs", json={"question": QUESTION}, headers=auth).json()
+    other = {"Authorization": f"Bearer {issuer.issue('spy', 'research-other', ('admin',), 3600)}"}
+    for method, path in (("GET", f"/research/runs/{run['id']}"), ("GET", f"/research/runs/{run['id']}/brief"),
+                         ("POST", f"/research/runs/{run['id']}/cancel")):
+        assert http.request(method, path, headers=other).status_code == 404
+    assert run["id"] not in [r["id"] for r in http.get("/research/runs", headers=other).json()["runs"]]
+    viewer = {"Authorization": f"Bearer {issuer.issue('v', 'research-it', ('viewer',), 3600)}"}
+    assert http.post("/research/runs", json={"question": QUESTION}, headers=viewer).status_code == 403
+    wait(http, run["id"], auth)
