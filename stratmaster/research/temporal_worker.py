@@ -9,8 +9,12 @@ was running is retried elsewhere after its heartbeat timeout.
 
 On the Ray cluster::
 
-    handles = start_worker_actors(2, address="127.0.0.1:7233", database_url=url)
+    handles = start_worker_actors(2, "127.0.0.1:7233", url, name_prefix=WORKER_ACTOR_PREFIX)
     ray.get([h.ready.remote() for h in handles])
+
+Named workers are detached and restarted by Ray if their process dies, and starting them
+again returns the running ones, so the research service may call this from every replica
+on start-up.
 
 `ResearchWorkerActor` runs the temporalio `Worker` in its own thread with its own event loop,
 so the actor's methods (`ready`, `check_health`, `stats`, `stop`) answer while it works.
@@ -47,6 +51,8 @@ from stratmaster.research.temporal_runner import NAMESPACE, TASK_QUEUE, Research
 from stratmaster.research.workflow import Ports, StepFunction
 
 DEFAULT_PORTS = "stratmaster.research.ports:default_ports"
+RAY_NAMESPACE = "stratmaster"  # where named worker actors live (Serve replicas run in "serve")
+WORKER_ACTOR_PREFIX = "research-temporal-worker"
 
 PortsFactory = Callable[[], Ports]
 
@@ -164,12 +170,28 @@ class ResearchWorkerActor:
 def start_worker_actors(count: int, address: str, database_url: str, *,
                         make_ports: PortsFactory | str | None = None,
                         registry: Mapping[str, StepFunction] | str | None = None, num_cpus: float = 0.1,
+                        name_prefix: str | None = None, ray_namespace: str = RAY_NAMESPACE,
                         actor_options: Mapping[str, Any] | None = None, **worker_options: Any) -> list[Any]:
-    """Start `count` ResearchWorkerActor on the connected Ray cluster; returns their handles."""
+    """Start `count` ResearchWorkerActor on the connected Ray cluster; returns their handles.
+
+    With `name_prefix` the actors are named `{prefix}-{i}` in `ray_namespace`, detached (they
+    outlive the process that started them) and restarted by Ray when their process dies; a
+    second call (another replica, a restarted service) gets the running ones instead of
+    starting more. Without it they are anonymous and belong to the caller. `actor_options`
+    adds or overrides Ray actor options (runtime_env, max_restarts, ...).
+    """
     import ray
 
-    actor = ray.remote(ResearchWorkerActor).options(num_cpus=num_cpus, **dict(actor_options or {}))
-    return [actor.remote(address, database_url, make_ports, registry, **worker_options) for _ in range(count)]
+    options: dict[str, Any] = {"num_cpus": num_cpus}
+    actor = ray.remote(ResearchWorkerActor)
+    handles = []
+    for index in range(count):
+        if name_prefix:
+            options.update(name=f"{name_prefix}-{index}", namespace=ray_namespace, get_if_exists=True,
+                           lifetime="detached", max_restarts=-1)
+        handles.append(actor.options(**{**options, **dict(actor_options or {})}).remote(
+            address, database_url, make_ports, registry, **worker_options))
+    return handles
 
 
 def main(argv: list[str] | None = None) -> int:

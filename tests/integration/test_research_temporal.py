@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -123,6 +124,20 @@ def test_run_completes_with_every_step_saved_once(env: Env) -> None:
     asyncio.run(scenario())
 
 
+def test_a_step_saved_before_a_crash_is_not_run_again(env: Env) -> None:
+    """A worker that saved a step's output and died before reporting it: the next attempt reuses the output."""
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run()
+        env.repository.save_step(run.run_id, "plan", {"step": "plan", "saw": [], "from": "the crashed worker"})
+        async with in_process_worker(client, env):
+            result = await asyncio.wait_for((await env.start(client, run)).result(), 60)
+        assert result["status"] == "complete" and result["steps"] == list(STEPS)
+        assert env.starts(run) == list(STEPS[1:])
+        assert env.repository.step_outputs(run.run_id)["plan"]["from"] == "the crashed worker"
+    asyncio.run(scenario())
+
+
 def test_review_reasons_end_the_run_in_needs_review(env: Env) -> None:
     async def scenario() -> None:
         client = await Client.connect(env.address)
@@ -186,6 +201,7 @@ def test_cancel_between_steps_ends_cancelled(env: Env) -> None:
             handle = await env.start(client, run)
             await env.wait_for(lambda: "gather" in env.starts(run), what="gather to start")
             assert env.repository.get(TENANT, run.run_id).current_step == "gather"
+            assert await handle.query("progress") == {"current_step": "gather", "done": ["plan"], "total": len(STEPS)}
             env.repository.request_cancel(TENANT, run.run_id)  # what POST /research/runs/{id}/cancel does
             gate.touch()
             result = await asyncio.wait_for(handle.result(), 60)
@@ -274,12 +290,15 @@ def _worker_process(env: Env, *extra: str) -> subprocess.Popen:
                "--registry", "research_fakes:REGISTRY", "--ports", "research_fakes:make_ports",
                "--sticky-timeout-s", "1", "--graceful-shutdown-s", "1", *extra]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT)])}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(env.folder / "worker.err", "ab"),
-                               env=environment, cwd=REPO_ROOT, text=True)
-    line = process.stdout.readline()  # blocks until the worker polls (or dies)
+    with open(env.folder / "worker.err", "ab") as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=environment, cwd=REPO_ROOT,
+                                   text=True)
+    ready, _, _ = select.select([process.stdout], [], [], 60)
+    line = process.stdout.readline() if ready else ""  # the worker prints one line once it polls
     if not line:
+        process.kill()
         process.wait(5)
-        raise RuntimeError(f"worker exited: {(env.folder / 'worker.err').read_text()[-2000:]}")
+        raise RuntimeError(f"worker not ready: {(env.folder / 'worker.err').read_text()[-2000:]}")
     assert json.loads(line)["event"] == "worker_ready"
     return process
 
@@ -345,32 +364,35 @@ def ray_cluster() -> Iterator[None]:
 
 
 @pytest.mark.cluster
-def test_workers_as_ray_actors_survive_a_killed_actor(env: Env, ray_cluster: None) -> None:
+def test_worker_actors_on_ray_are_restarted_and_resume_the_run(env: Env, ray_cluster: None) -> None:
+    """A named worker actor killed mid-step is restarted by Ray; the run resumes on it and completes once."""
     import ray
 
     from stratmaster.research.temporal_worker import start_worker_actors
 
-    options = {"actor_options": {"runtime_env": {"env_vars": {
-        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT)])}}}}
+    prefix = f"research-test-{uuid.uuid4().hex[:8]}"
     common = {"make_ports": "research_fakes:make_ports", "registry": "research_fakes:REGISTRY",
-              "task_queue": env.task_queue, "sticky_timeout_s": 1, **options}
+              "task_queue": env.task_queue, "sticky_timeout_s": 1, "name_prefix": prefix,
+              "actor_options": {"runtime_env": {"env_vars": {
+                  "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT)])}}}}
 
     async def scenario() -> None:
         client = await Client.connect(env.address)
         run = env.new_run(sleep={"compress": {"seconds": 120, "attempts": 1}})
-        [first] = start_worker_actors(1, env.address, env.database_url, **common)
-        stats = ray.get(first.ready.remote(), timeout=60)
-        assert stats["running"] and stats["pid"] != os.getpid()
-        handle = await env.start(client, run)
-        await env.wait_for(lambda: "compress" in env.starts(run), what="compress to start in the actor")
-        ray.kill(first, no_restart=True)
-        [second] = start_worker_actors(1, env.address, env.database_url, **common)
-        ray.get(second.ready.remote(), timeout=60)
+        [worker] = start_worker_actors(1, env.address, env.database_url, **common)
         try:
+            before = ray.get(worker.ready.remote(), timeout=60)
+            assert before["running"] and before["pid"] != os.getpid()
+            [again] = start_worker_actors(1, env.address, env.database_url, **common)
+            assert again._actor_id == worker._actor_id  # named: a second start finds the running one
+            handle = await env.start(client, run)
+            await env.wait_for(lambda: "compress" in env.starts(run), what="compress to start in the actor")
+            ray.kill(worker, no_restart=False)  # its process dies; Ray restarts the actor (max_restarts=-1)
             result = await asyncio.wait_for(handle.result(), 90)
+            after = ray.get(worker.ready.remote(), timeout=60)
         finally:
-            ray.get(second.stop.remote(), timeout=30)
-            ray.kill(second)
+            ray.kill(worker, no_restart=True)
+        assert after["pid"] != before["pid"]
         assert result["status"] == "complete"
         starts = env.starts(run)
         assert {step: starts.count(step) for step in STEPS} == {**dict.fromkeys(STEPS, 1), "compress": 2}
