@@ -39,16 +39,20 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from stratmaster.research.temporal_runner import NAMESPACE, TASK_QUEUE, ResearchActivities, ResearchWorkflow
 from stratmaster.research.workflow import Ports, StepFunction
+
+log = logging.getLogger("stratmaster.research.temporal_worker")
 
 DEFAULT_PORTS = "stratmaster.research.ports:default_ports"
 RAY_NAMESPACE = "stratmaster"  # where named worker actors live (Serve replicas run in "serve")
@@ -95,21 +99,42 @@ def make_activities(database_url: str, make_ports: PortsFactory | str | None = N
                               threads=threads)
 
 
+async def connect_with_retry(address: str, namespace: str = NAMESPACE, *, timeout_s: float | None = None,
+                             stop: asyncio.Event | None = None) -> Any:
+    """Connect to Temporal, retrying with backoff (1 s doubling to 30 s) for up to `timeout_s`
+    (None: until `stop` is set): a worker may start before the Temporal server does."""
+    from temporalio.client import Client
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    delay = 1.0
+    while True:
+        try:
+            return await Client.connect(address, namespace=namespace)
+        except Exception as exc:  # noqa: BLE001 - RuntimeError/RPCError while the server is not there
+            if (deadline is not None and time.monotonic() + delay > deadline) or (stop is not None and stop.is_set()):
+                raise
+            log.warning("temporal not reachable, retrying", extra={"address": address, "error": str(exc),
+                                                                    "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 async def serve(address: str, database_url: str, *, make_ports: PortsFactory | str | None = None,
                 registry: Mapping[str, StepFunction] | str | None = None, namespace: str = NAMESPACE,
                 task_queue: str = TASK_QUEUE, stop: asyncio.Event | None = None,
-                on_ready: Callable[[], None] | None = None, **worker_options: Any) -> None:
+                on_ready: Callable[[], None] | None = None, connect_timeout_s: float | None = None,
+                **worker_options: Any) -> None:
     """Run a worker until `stop` is set (forever when None)."""
-    from temporalio.client import Client
-
     activities = make_activities(database_url, make_ports, registry,
                                  threads=int(worker_options.get("max_concurrent_activities", 8)))
-    client = await Client.connect(address, namespace=namespace)
+    client = await connect_with_retry(address, namespace, timeout_s=connect_timeout_s, stop=stop)
     worker = build_worker(client, activities, task_queue=task_queue, **worker_options)
     async with worker:
+        log.info("research worker polling", extra={"address": address, "task_queue": task_queue})
         if on_ready is not None:
             on_ready()
         await (stop.wait() if stop is not None else asyncio.Event().wait())
+    log.info("research worker stopped", extra={"task_queue": task_queue})
 
 
 class ResearchWorkerActor:
@@ -122,6 +147,9 @@ class ResearchWorkerActor:
     def __init__(self, address: str, database_url: str, make_ports: PortsFactory | str | None = None,
                  registry: Mapping[str, StepFunction] | str | None = None, *, namespace: str = NAMESPACE,
                  task_queue: str = TASK_QUEUE, **worker_options: Any) -> None:
+        from stratmaster.logs import configure_logging
+
+        configure_logging("research-worker")
         self._address = address
         self._task_queue = task_queue
         self._ready = threading.Event()
@@ -195,6 +223,7 @@ def start_worker_actors(count: int, address: str, database_url: str, *,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stratmaster.logs import configure_logging
     from stratmaster.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m stratmaster.research.temporal_worker",
@@ -209,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sticky-timeout-s", type=float, default=10.0,
                         help="how long a workflow task waits for this worker before any worker may take it")
     parser.add_argument("--graceful-shutdown-s", type=float, default=10.0)
+    parser.add_argument("--connect-timeout-s", type=float, default=60.0,
+                        help="keep trying to reach Temporal this long before giving up")
     args = parser.parse_args(argv)
 
     settings = get_settings() if not (args.address and args.database_url) else None
@@ -216,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if not address:
         parser.error("no Temporal address: pass --address or set TEMPORAL_ADDRESS")
     database_url = args.database_url or settings.effective_database_url  # type: ignore[union-attr]
+    configure_logging("research-worker", settings.log_level if settings else "INFO")
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -230,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         await serve(address, database_url, make_ports=args.ports, registry=args.registry, namespace=args.namespace,
                     task_queue=args.task_queue, stop=stop, on_ready=ready,
                     max_concurrent_activities=args.max_concurrent_activities,
-                    sticky_timeout_s=args.sticky_timeout_s, graceful_shutdown_s=args.graceful_shutdown_s)
+                    sticky_timeout_s=args.sticky_timeout_s, graceful_shutdown_s=args.graceful_shutdown_s,
+                    connect_timeout_s=args.connect_timeout_s)
 
     asyncio.run(run())
     return 0

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from research_fakes import REGISTRY, FakePorts, executions
+from sqlalchemy.engine import make_url
 from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import CancelledError
@@ -57,10 +58,10 @@ FAST = StepPolicy(start_to_close_s=60, heartbeat_s=2, initial_interval_s=0.2, ma
 
 
 class Env:
-    def __init__(self, address: str, folder: Path) -> None:
+    def __init__(self, address: str, folder: Path, database_url: str | None = None) -> None:
         self.address = address
         self.folder = folder
-        self.database_url = f"sqlite:///{folder / 'runs.db'}"
+        self.database_url = database_url or f"sqlite:///{folder / 'runs.db'}"
         upgrade(self.database_url)
         self.repository = ResearchRunRepository(create_db_engine(self.database_url))
         self.log = folder / "steps.jsonl"
@@ -94,6 +95,28 @@ class Env:
 @pytest.fixture
 def env(temporal_server, tmp_path: Path) -> Env:  # noqa: F811 - the imported fixture
     return Env(temporal_server.address, tmp_path)
+
+
+@pytest.fixture
+def postgres_env(temporal_server, tmp_path: Path) -> Iterator[Env]:  # noqa: F811 - the imported fixture
+    """An Env whose database is a fresh schema on the real PostgreSQL server (TEST_DATABASE_URL)."""
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    if not server_url:
+        message = "TEST_DATABASE_URL is not set: run `bash scripts/servers.sh start`"
+        if os.environ.get("STRATMASTER_REQUIRE_SERVERS") == "1":
+            pytest.fail(message + " (STRATMASTER_REQUIRE_SERVERS=1 forbids skipping)")
+        pytest.skip(message)
+    schema = f"research_{uuid.uuid4().hex[:12]}"
+    admin = create_db_engine(server_url)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield Env(temporal_server.address, tmp_path, url.render_as_string(hide_password=False))
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 @asynccontextmanager
@@ -305,6 +328,15 @@ def _worker_process(env: Env, *extra: str) -> subprocess.Popen:
 
 def test_a_killed_worker_resumes_on_another_and_the_run_completes_once(env: Env) -> None:
     """Kill -9 the worker in the middle of `grade` (after plan, gather and extract finished)."""
+    _kill_a_worker_mid_step(env)
+
+
+@pytest.mark.postgres
+def test_a_killed_worker_resumes_with_the_runs_on_postgresql(postgres_env: Env) -> None:
+    _kill_a_worker_mid_step(postgres_env)
+
+
+def _kill_a_worker_mid_step(env: Env) -> None:
     async def scenario() -> dict[str, float]:
         client = await Client.connect(env.address)
         # grade sleeps 120 s in its first execution only: the killed one.
@@ -343,7 +375,9 @@ def test_a_killed_worker_resumes_on_another_and_the_run_completes_once(env: Env)
 
     timings = asyncio.run(scenario())
     print(json.dumps(timings))
-    assert timings["resumed_after_kill_s"] < 30  # about one heartbeat timeout plus the rest of the run
+    # A new worker process, one 2 s heartbeat timeout and the rest of the run: well under the 60 s
+    # start-to-close timeout, which is what noticing the crash would take without heartbeats.
+    assert timings["resumed_after_kill_s"] < 45
 
 
 # --- workers on Ray --------------------------------------------------------------------------
