@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import CancelledError
+from temporalio.worker import Replayer
 
 from stratmaster.db.engine import create_db_engine
 from stratmaster.db.migrate import upgrade
@@ -41,6 +42,7 @@ from stratmaster.research.runs import ResearchRunRepository
 from stratmaster.research.temporal_runner import (
     ORCHESTRATOR,
     ResearchActivities,
+    ResearchWorkflow,
     StepPolicy,
     cancel_run,
     start_run,
@@ -144,6 +146,8 @@ def test_run_completes_with_every_step_saved_once(env: Env) -> None:
         assert outputs["verify"]["saw"] == sorted(STEPS[:-1])  # each step saw every earlier output
         assert {t["attempts"] for t in env.repository.step_timings(run.run_id).values()} == {1}
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        # The history replays on today's workflow code without a non-determinism error.
+        await Replayer(workflows=[ResearchWorkflow]).replay_workflow(await handle.fetch_history())
     asyncio.run(scenario())
 
 
@@ -252,6 +256,7 @@ def test_cancel_run_interrupts_the_step_in_flight(env: Env) -> None:
             assert isinstance(failure.value.cause, CancelledError)
             assert time.monotonic() - started < 10  # not the 60 s the blocked step would take
             assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+            await Replayer(workflows=[ResearchWorkflow]).replay_workflow(await handle.fetch_history())
             record = env.repository.get(TENANT, run.run_id)
             assert record.status == "cancelled" and "gather" not in record.steps_done
             # A step's thread cannot be stopped: released now, it ends and its output is kept,
@@ -373,6 +378,7 @@ def _kill_a_worker_mid_step(env: Env) -> None:
         assert pids == {first.pid, second.pid}
         description = await handle.describe()
         assert description.status == WorkflowExecutionStatus.COMPLETED
+        await Replayer(workflows=[ResearchWorkflow]).replay_workflow(await handle.fetch_history())
         return {"grade_retried_after_kill_s": round(retried_s, 2), "run_complete_after_kill_s": round(resumed_s, 2)}
 
     timings = asyncio.run(scenario())
