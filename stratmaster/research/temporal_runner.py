@@ -29,12 +29,23 @@ Cancellation, two ways, both ending with the run `cancelled`:
 Once every step has finished, a late cancel does not undo the run: it ends complete or
 needs_review.
 
+Changing the workflow: a worker replays the history of every run in flight, so the order
+of activities a run schedules must not change under it (adding, removing or reordering
+`STEPS`, or another activity between them): drain the task queue first, or branch on
+`workflow.patched(...)`.
+
 Starting: `start_run(client, run_input)` uses the workflow id `research-{run_id}` with
-`ALLOW_DUPLICATE_FAILED_ONLY` and the conflict policy `FAIL`: a second start of a run that is
-running or finished is refused by Temporal (and reported as `started=False` with the
-existing handle), so starting every `unfinished("temporal")` run on service start-up is
-safe. Only a workflow that was terminated, timed out or failed at the Temporal level may be
-started again; it then reuses the steps it had finished.
+`ALLOW_DUPLICATE_FAILED_ONLY` and the conflict policy `FAIL`: a second start of a run whose
+workflow is running or completed is refused by Temporal (and reported as `started=False`
+with the existing handle). A workflow completes for every run outcome the steps decide
+(complete, needs_review, failed, cancelled between steps); only one that was terminated,
+timed out, cancelled through Temporal or failed at the Temporal level may be started
+again, and the new one reuses the finished steps (or stops at once when the run is over).
+`start_unfinished(client, repository)` does this for every unfinished Temporal run: call it
+when the research service starts, so a run created just before a crash is not left queued.
+
+Changing a step's code does not affect replay. Step outputs should stay readable by the
+steps after them, since a run in flight mixes outputs of the old and the new code.
 """
 
 from __future__ import annotations
@@ -125,6 +136,10 @@ class ResearchActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.run_research_step, self.finish_research_run, self.mark_research_run]
+
+    def close(self) -> None:
+        """Release the thread pool (a step still running in it is not waited for)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     @activity.defn(name="run_research_step")
     async def run_research_step(self, task: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +257,8 @@ class ResearchWorkflow:
                 await self._mark(run.run_id, "cancelled", None, None, bookkeeping)
                 raise
             error = _message(exc)
+            if self._step and not error.startswith(f"{self._step}:"):  # a timeout: name the step
+                error = f"{self._step}: {error}"
             await self._mark(run.run_id, "failed", self._step, error, bookkeeping)
             return {"run_id": run.run_id, "status": "failed", "error": error, "steps": list(self._done)}
         except asyncio.CancelledError:  # cancel_run: the workflow itself was cancelled

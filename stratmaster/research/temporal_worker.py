@@ -127,14 +127,17 @@ async def serve(address: str, database_url: str, *, make_ports: PortsFactory | s
     """Run a worker until `stop` is set (forever when None)."""
     activities = make_activities(database_url, make_ports, registry,
                                  threads=int(worker_options.get("max_concurrent_activities", 8)))
-    client = await connect_with_retry(address, namespace, timeout_s=connect_timeout_s, stop=stop)
-    worker = build_worker(client, activities, task_queue=task_queue, **worker_options)
-    async with worker:
-        log.info("research worker polling", extra={"address": address, "task_queue": task_queue})
-        if on_ready is not None:
-            on_ready()
-        await (stop.wait() if stop is not None else asyncio.Event().wait())
-    log.info("research worker stopped", extra={"task_queue": task_queue})
+    try:
+        client = await connect_with_retry(address, namespace, timeout_s=connect_timeout_s, stop=stop)
+        worker = build_worker(client, activities, task_queue=task_queue, **worker_options)
+        async with worker:
+            log.info("research worker polling", extra={"address": address, "task_queue": task_queue})
+            if on_ready is not None:
+                on_ready()
+            await (stop.wait() if stop is not None else asyncio.Event().wait())
+        log.info("research worker stopped", extra={"task_queue": task_queue})
+    finally:
+        activities.close()
 
 
 class ResearchWorkerActor:
