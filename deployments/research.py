@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
 
@@ -49,6 +50,7 @@ def run_view(run: RunRecord, with_result: bool = True) -> dict[str, Any]:
 
 def research_api(service: str, description: str) -> FastAPI:
     api = service_api(service, description)
+    add_source_routes(api)
 
     def ingress_of(request: Request) -> ResearchIngress:
         return request.app.state.ingress
@@ -125,6 +127,46 @@ def research_api(service: str, description: str) -> FastAPI:
     return api
 
 
+class SourcesRequest(BaseModel):
+    urls: list[str] = Field(min_length=1, max_length=20, description="Pages to fetch and ingest")
+    max_bytes: int | None = Field(None, ge=1, le=2_000_000, description="Lower the size limit for these pages")
+    timeout_s: float | None = Field(None, gt=0, le=10, description="Lower the time limit per page")
+
+
+class AllowlistBody(BaseModel):
+    hosts: list[str] = Field(max_length=500, description="Hosts (their subdomains too) or IP addresses")
+
+
+def add_source_routes(api: FastAPI) -> None:
+    @api.get("/sources/allowlist", tags=["sources"], summary="The hosts this tenant lets research fetch from")
+    async def get_allowlist(request: Request, principal: Principal = Depends(require_principal)) -> dict:
+        hosts = await asyncio.to_thread(request.app.state.ingress.allowlists.get, principal.tenant)
+        return {"tenant": principal.tenant, "hosts": hosts}
+
+    @api.put("/sources/allowlist", tags=["sources"], summary="Replace the tenant's source allowlist (admin)")
+    async def put_allowlist(body: AllowlistBody, request: Request,
+                            principal: Principal = Depends(require_principal)) -> dict:
+        try:
+            hosts = await asyncio.to_thread(request.app.state.ingress.allowlists.replace, principal.tenant,
+                                            body.hosts, principal.subject)
+        except ValueError as exc:
+            raise APIError(422, "invalid_request", f"hosts: {exc}") from None
+        return {"tenant": principal.tenant, "hosts": hosts}
+
+    @api.post("/sources", tags=["sources"], summary="Fetch allowed pages (robots.txt, size and time limits) and "
+                                                    "ingest them with their provenance",
+              responses={207: {"description": "Some pages were refused or failed; see each result"},
+                         422: {"description": "Every page was refused"}})
+    async def fetch_sources(body: SourcesRequest, request: Request,
+                            principal: Principal = Depends(require_principal)) -> JSONResponse:
+        ingress: ResearchIngress = request.app.state.ingress
+        results = await asyncio.to_thread(ingress.fetch_and_ingest, principal.tenant, body.urls, body.max_bytes,
+                                          body.timeout_s, current_correlation_id())
+        ok = [r for r in results if r["status"] == "ingested"]
+        status = 200 if len(ok) == len(results) else 207 if ok else 422
+        return JSONResponse({"results": results}, status_code=status)
+
+
 def _knowledge_search(timeout_s: float):
     """Search through the knowledge index's handle (it owns the embedded stores), from a worker thread."""
     from stratmaster.research.workflow import StepFailed
@@ -148,11 +190,17 @@ class ResearchIngress(ServiceIngress):
     def __init__(self, args: ServiceArgs) -> None:
         super().__init__(args)
         from stratmaster.db.engine import create_db_engine
+        from stratmaster.research.allowlists import AllowlistRepository
         from stratmaster.research.ports import LocalPorts
         from stratmaster.research.runner import EmbeddedRunner
+        from stratmaster.research.sources import SourceFetcher
 
         settings = self.runtime.settings
-        self.runs = ResearchRunRepository(create_db_engine(settings.effective_database_url))
+        engine = create_db_engine(settings.effective_database_url)
+        self.runs = ResearchRunRepository(engine)
+        self.allowlists = AllowlistRepository(engine)
+        self.fetcher = SourceFetcher()
+        self.handle_timeout_s = args.handle_timeout_s
         self.ports = LocalPorts.for_settings(settings, _knowledge_search(args.handle_timeout_s))
         self.orchestrator = "temporal" if settings.temporal_address else "embedded"
         # A service that is still starting (the index after a restart) gets ~30 s of retries.
@@ -176,6 +224,35 @@ class ResearchIngress(ServiceIngress):
             from stratmaster.research.temporal_runner import cancel_run_sync
 
             cancel_run_sync(self.runtime.settings, run_id)
+
+    def fetch_and_ingest(self, tenant: str, urls: list[str], max_bytes: int | None, timeout_s: float | None,
+                         correlation_id: str | None) -> list[dict[str, Any]]:
+        """Each URL fetched under the tenant's allowlist and limits, then ingested by the knowledge index."""
+        from stratmaster.research.sources import SourceRefused
+
+        allowlist = self.allowlists.get(tenant)
+        results: list[dict[str, Any]] = []
+        fetched = []
+        for url in urls:
+            try:
+                source = self.fetcher.fetch(url, allowlist, max_bytes=max_bytes, timeout_s=timeout_s)
+            except SourceRefused as exc:
+                results.append({"url": url, "status": "refused", "code": exc.code, "reason": exc.message})
+                continue
+            fetched.append((len(results), source))
+            results.append({"url": url, "status": "fetched", "provenance": source.provenance})
+        if fetched:
+            handle = serve.get_deployment_handle("KnowledgeIndex", app_name="knowledge")
+            envelope = handle.ingest.remote(tenant, [s.document() for _, s in fetched], correlation_id).result(
+                timeout_s=self.handle_timeout_s * 6)
+            outcomes = envelope.get("result", {}).get("results") if "result" in envelope else None
+            for number, (index, source) in enumerate(fetched):
+                outcome = outcomes[number] if outcomes else {"status": "failed", "error": envelope.get("error")}
+                stored = outcome["status"] in ("created", "updated", "unchanged")
+                results[index].update(status="ingested" if stored else "failed",
+                                      document_id=source.document()["id"], ingest=outcome["status"],
+                                      **({} if stored else {"reason": str(outcome.get("error"))}))
+        return results
 
     def build_api(self) -> FastAPI:
         return research_api(self.service, self.description)

@@ -273,3 +273,14 @@ class ResearchStep(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False)
     seconds: Mapped[float] = mapped_column(Float, nullable=False)
     finished_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class SourceAllowlist(Base):
+    """The hosts a tenant lets research fetch from (stratmaster/research/sources.py)."""
+
+    __tablename__ = "research_source_allowlists"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hosts: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(256), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)

@@ -30,6 +30,7 @@ class Permission(StrEnum):
     LEDGER_READ = "ledger:read"          # the tenant's model calls and their cost
     RESEARCH_READ = "research:read"
     RESEARCH_RUN = "research:run"
+    SOURCES_MANAGE = "sources:manage"    # which web hosts research may fetch from
     PII_SCAN = "pii:scan"
     AUDIT_READ = "audit:read"
 
@@ -100,6 +101,9 @@ ENDPOINTS: Mapping[tuple[str, str, str], Rule] = {
     ("research", "GET", "/runs"): R(P.RESEARCH_READ),
     ("research", "POST", "/runs/{run_id}/cancel"): R(P.RESEARCH_RUN, audited=True),
     ("research", "GET", "/runs/{run_id}/brief"): R(P.RESEARCH_READ),
+    ("research", "GET", "/sources/allowlist"): R(P.RESEARCH_READ),
+    ("research", "PUT", "/sources/allowlist"): R(P.SOURCES_MANAGE, audited=True),
+    ("research", "POST", "/sources"): R(P.RESEARCH_RUN, audited=True),
 }
 
 

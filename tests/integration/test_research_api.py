@@ -95,3 +95,47 @@ def test_bad_requests_and_other_tenants(http, auth, issuer):
     viewer = {"Authorization": f"Bearer {issuer.issue('v', 'research-it', ('viewer',), 3600)}"}
     assert http.post("/research/runs", json={"question": QUESTION}, headers=viewer).status_code == 403
     wait(http, run["id"], auth)
+
+
+def test_allowed_pages_are_fetched_ingested_and_found(http, auth, issuer):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            body, status = (b"<html><head><title>Tariff memo</title></head><body><p>The zyxquartz tariff cut "
+                            b"freight costs by a third.</p></body></html>", 200) if self.path == "/memo" \
+                else (b"User-agent: *\nDisallow: /private\n", 200) if self.path == "/robots.txt" else (b"", 404)
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain" if self.path == "/robots.txt" else "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    site = f"http://127.0.0.1:{server.server_address[1]}"
+    admin = {"Authorization": f"Bearer {issuer.issue('boss', 'research-it', ('admin',), 3600)}"}
+    try:
+        assert http.post("/research/sources", json={"urls": [f"{site}/memo"]}, headers=auth).status_code == 422
+        assert http.put("/research/sources/allowlist", json={"hosts": ["127.0.0.1"]}, headers=auth).status_code == 403
+        assert http.put("/research/sources/allowlist", json={"hosts": ["not a host!"]},
+                        headers=admin).status_code == 422
+        assert http.put("/research/sources/allowlist", json={"hosts": ["127.0.0.1"]},
+                        headers=admin).json()["hosts"] == ["127.0.0.1"]
+        answer = http.post("/research/sources", json={"urls": [f"{site}/memo", f"{site}/private/x"]}, headers=auth)
+        assert answer.status_code == 207, answer.text
+        fetched, refused = answer.json()["results"]
+        assert fetched["status"] == "ingested" and fetched["provenance"]["title"] == "Tariff memo"
+        assert (refused["status"], refused["code"]) == ("refused", "robots")
+        document = http.get(f"/knowledge/documents/{fetched['document_id']}", headers=auth).json()
+        assert document["source"] == f"{site}/memo" and document["metadata"]["sha256"] == \
+            fetched["provenance"]["sha256"]
+        hits = http.post("/knowledge/search", json={"query": "zyxquartz tariff", "mode": "keyword"},
+                         headers=auth).json()["hits"]
+        assert hits and hits[0]["document_id"] == fetched["document_id"]
+    finally:
+        server.shutdown()
