@@ -173,8 +173,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "top10_hybrid_precision_macro": round(statistics.mean(top10), 4) if top10 else None,
         "unsupported_sentences": sum(r["unsupported_sentences"] for r in rows),
         "removed_by_verification": sum(r["removed_by_verification"] for r in rows),
-        "run_seconds": {"median": round(statistics.median(times), 3), "p95": round(nearest_rank(sorted(times), 0.95), 3),
-                        "max": round(max(times), 3)},
+        "run_seconds": {"median": round(statistics.median(times), 3),
+                        "p95": round(nearest_rank(sorted(times), 0.95), 3), "max": round(max(times), 3)},
     }
     summary["verdicts"] = [
         {"measure": "every claim cited", "value": summary["claims_with_citation_share"], "target": "1.0",
