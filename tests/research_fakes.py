@@ -14,7 +14,8 @@ process, without environment variables:
     }
 
 Importable as `research_fakes` (tests/ is on sys.path in pytest, PYTHONPATH=tests elsewhere):
-a worker process takes `--registry research_fakes:REGISTRY --ports research_fakes:make_ports`.
+a worker process takes `--registry research_fakes:REGISTRY --ports research_fakes:make_ports
+--result research_fakes:final_result`.
 """
 
 from __future__ import annotations
@@ -96,3 +97,8 @@ def _fake_step(name: str) -> StepFunction:
 
 
 REGISTRY: dict[str, StepFunction] = {name: _fake_step(name) for name in STEPS}
+
+
+def final_result(outputs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The run's result from the fake outputs: the verified brief."""
+    return {"brief": outputs["verify"]["brief"]}

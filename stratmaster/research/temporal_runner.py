@@ -51,6 +51,7 @@ steps after them, since a run in flight mixes outputs of the old and the new cod
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -61,6 +62,7 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from stratmaster.research.workflow import STEPS, Ports, RunInput, StepFailed, StepFunction, execute_step, outcome
@@ -100,19 +102,9 @@ class StepPolicy:
                            non_retryable_error_types=[NON_RETRYABLE])
 
 
+ResultFunction = Callable[[Mapping[str, dict[str, Any]]], dict[str, Any]]
 NON_RETRYABLE = "StepFailedPermanently"  # ApplicationError type of StepFailed(retryable=False)
 RETRYABLE = "StepFailed"
-
-
-def result_of(outputs: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The run's `result`: the verified brief (verify's `brief`), else the synthesized one, else verify's output."""
-    verify = outputs.get("verify") or {}
-    if isinstance(verify.get("brief"), dict):
-        return verify["brief"]
-    synthesize = outputs.get("synthesize") or {}
-    if isinstance(synthesize.get("brief"), dict):
-        return synthesize["brief"]
-    return dict(verify) if verify else None
 
 
 # --- activities (run by workers; they do the I/O) ----------------------------------------
@@ -121,16 +113,19 @@ class ResearchActivities:
     """The activities of `ResearchWorkflow`, bound to one database and one set of ports.
 
     `registry` maps step names to step functions (tests pass fakes); None runs the real steps
-    registered by `stratmaster.research.steps`. Steps are blocking functions: they run in a
+    registered by `stratmaster.research.steps`. `result` turns the outputs into the run's
+    `result`; None uses the embedded runner's `final_result`, so both orchestrators store the
+    same thing. Steps are blocking functions: they run in a
     thread pool of `threads` (give the worker as many concurrent activities), while the
     activity heartbeats from the worker's event loop.
     """
 
     def __init__(self, repository: Any, ports: Ports, registry: Mapping[str, StepFunction] | None = None,
-                 *, threads: int = 8) -> None:
+                 *, result: ResultFunction | None = None, threads: int = 8) -> None:
         self._repository = repository  # ResearchRunRepository
         self._ports = ports
         self._registry = registry
+        self._result = result
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="research-step")
         self.threads = threads
 
@@ -159,8 +154,8 @@ class ResearchActivities:
                                    non_retryable=True)
         if record.finished:  # cancelled while queued, or finished by an earlier execution
             return {"step": name, "state": record.status, "reused": False, "seconds": 0.0}
-        if record.cancel_requested:
-            self._repository.set_state(run.run_id, "cancelled", None)
+        if record.cancel_requested:  # current_step: the step it stopped before, as the embedded runner says
+            self._repository.set_state(run.run_id, "cancelled", name)
             return {"step": name, "state": "cancelled", "reused": False, "seconds": 0.0}
         outputs = self._repository.step_outputs(run.run_id)
         if name in outputs:  # finished before a crash: never run twice
@@ -169,9 +164,11 @@ class ResearchActivities:
         started = time.perf_counter()
         try:
             output = execute_step(name, run, outputs, self._ports, self._registry)
-        except StepFailed as exc:
-            raise ApplicationError(f"{name}: {exc}", type=RETRYABLE if exc.retryable else NON_RETRYABLE,
-                                   non_retryable=not exc.retryable) from exc
+        except Exception as exc:  # StepFailed says whether to retry; anything else is retried
+            retryable = exc.retryable if isinstance(exc, StepFailed) else True
+            detail = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+            raise ApplicationError(f"step {name} failed after {attempt} attempt(s): {detail}",
+                                   type=RETRYABLE if retryable else NON_RETRYABLE, non_retryable=not retryable) from exc
         seconds = time.perf_counter() - started
         self._repository.save_step(run.run_id, name, output, attempts=attempt, seconds=seconds)
         return {"step": name, "state": "done", "reused": False, "seconds": round(seconds, 4)}
@@ -184,7 +181,16 @@ class ResearchActivities:
     def _finish(self, run_id: str) -> dict[str, Any]:
         outputs = self._repository.step_outputs(run_id)
         status, reasons = outcome(outputs)
-        self._repository.set_state(run_id, status, None, result=result_of(outputs), reasons=reasons)
+        if self._result is None:
+            from stratmaster.research.runner import final_result
+
+            self._result = final_result
+        try:
+            result = self._result(outputs)
+        except Exception as exc:  # a step's output lacks what the result needs: retrying will not help
+            raise ApplicationError(f"the run's result could not be assembled: {type(exc).__name__}: {exc}",
+                                   type=NON_RETRYABLE, non_retryable=True) from exc
+        self._repository.set_state(run_id, status, None, result=result, reasons=reasons)
         record = self._repository.get_any(run_id)
         final = record.status if record is not None else status
         return {"status": final, "reasons": reasons}
@@ -254,15 +260,15 @@ class ResearchWorkflow:
             return {"run_id": run.run_id, "steps": list(self._done), **final}
         except ActivityError as exc:
             if is_cancelled_exception(exc):
-                await self._mark(run.run_id, "cancelled", None, None, bookkeeping)
+                await self._mark(run.run_id, "cancelled", self._step, None, bookkeeping)
                 raise
             error = _message(exc)
-            if self._step and not error.startswith(f"{self._step}:"):  # a timeout: name the step
-                error = f"{self._step}: {error}"
+            if self._step and not error.startswith(f"step {self._step} "):  # a timeout: name the step
+                error = f"step {self._step} failed: {error}"
             await self._mark(run.run_id, "failed", self._step, error, bookkeeping)
             return {"run_id": run.run_id, "status": "failed", "error": error, "steps": list(self._done)}
         except asyncio.CancelledError:  # cancel_run: the workflow itself was cancelled
-            await self._mark(run.run_id, "cancelled", None, None, bookkeeping)
+            await self._mark(run.run_id, "cancelled", self._step, None, bookkeeping)
             raise
 
     async def _mark(self, run_id: str, status: str, step: str | None, error: str | None,
@@ -273,15 +279,16 @@ class ResearchWorkflow:
             result_type=dict)
 
 
-def _message(error: BaseException) -> str:
-    """The innermost cause's message: the step's own words, not Temporal's wrapper."""
-    cause: BaseException = error
-    while getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[attr-defined]
-    message = getattr(cause, "message", None) or str(cause)
-    if cause is not error and type(cause).__name__ == "TimeoutError":
-        message = f"{type(cause).__name__}: {message}"
-    return message
+def _message(error: ActivityError) -> str:
+    """The activity's own error message (ours name the step and the attempts), not Temporal's wrapper;
+    for a timeout, which kind ("activity Heartbeat timeout")."""
+    cause = error.cause
+    if cause is None:
+        return error.message or str(error)
+    if isinstance(cause, TemporalTimeout):
+        kind = cause.type.name if cause.type is not None else ""
+        return f"TimeoutError: {cause.message or kind}"
+    return getattr(cause, "message", None) or str(cause)
 
 
 # --- client side -------------------------------------------------------------------------------
@@ -344,3 +351,84 @@ async def cancel_run(client: Any, run_id: str) -> bool:
         return True
     except RPCError:
         return False
+
+
+# --- for synchronous callers (the research service's handlers) ---------------------------------
+
+class _Bridge:
+    """One event loop in a thread of its own and one Temporal client on it, per address, for
+    callers without an event loop of their own (or inside one they must not block)."""
+
+    _lock = threading.Lock()
+    _bridges: dict[tuple[str, str], _Bridge] = {}
+
+    def __init__(self, address: str, namespace: str) -> None:
+        self.address, self.namespace = address, namespace
+        self.loop = asyncio.new_event_loop()
+        self._client: Any = None
+        threading.Thread(target=self.loop.run_forever, name="research-temporal-client", daemon=True).start()
+
+    @classmethod
+    def get(cls, address: str, namespace: str = NAMESPACE) -> _Bridge:
+        with cls._lock:
+            bridge = cls._bridges.get((address, namespace))
+            if bridge is None:
+                bridge = cls._bridges[(address, namespace)] = cls(address, namespace)
+            return bridge
+
+    def call(self, use: Callable[[Any], Any], timeout_s: float) -> Any:
+        async def run() -> Any:
+            if self._client is None:
+                from temporalio.client import Client
+
+                self._client = await Client.connect(self.address, namespace=self.namespace)
+            return await use(self._client)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout_s)
+
+
+_repositories: dict[str, Any] = {}
+
+
+def _repository_for(settings: Any) -> Any:
+    from stratmaster.db.engine import create_db_engine
+    from stratmaster.research.runs import ResearchRunRepository
+
+    url = settings.effective_database_url
+    with _Bridge._lock:
+        if url not in _repositories:
+            _repositories[url] = ResearchRunRepository(create_db_engine(url))
+        return _repositories[url]
+
+
+def _address(settings: Any) -> str:
+    if not settings.temporal_address:
+        raise ValueError("TEMPORAL_ADDRESS is not set: runs use the embedded runner")
+    return str(settings.temporal_address)
+
+
+def start_run_sync(settings: Any, run_id: str, *, repository: Any = None, policy: StepPolicy | None = None,
+                   task_queue: str = TASK_QUEUE, timeout_s: float = 30.0) -> bool:
+    """start_run for the run with this id (read from the database); True when this call started it."""
+    record = (repository or _repository_for(settings)).get_any(run_id)
+    if record is None:
+        raise KeyError(run_id)
+    run = RunInput(record.id, record.tenant, record.request)
+
+    async def start(client: Any) -> bool:
+        return (await start_run(client, run, policy=policy, task_queue=task_queue))[1]
+
+    return bool(_Bridge.get(_address(settings)).call(start, timeout_s))
+
+
+def cancel_run_sync(settings: Any, run_id: str, *, timeout_s: float = 30.0) -> bool:
+    """cancel_run from synchronous code. The caller sets the database flag first (request_cancel)."""
+    return bool(_Bridge.get(_address(settings)).call(lambda client: cancel_run(client, run_id), timeout_s))
+
+
+def start_unfinished_sync(settings: Any, *, repository: Any = None, policy: StepPolicy | None = None,
+                          task_queue: str = TASK_QUEUE, timeout_s: float = 60.0) -> dict[str, list[str]]:
+    """start_unfinished from synchronous code (the research service's start-up)."""
+    runs = repository or _repository_for(settings)
+    return _Bridge.get(_address(settings)).call(
+        lambda client: start_unfinished(client, runs, policy=policy, task_queue=task_queue), timeout_s)

@@ -30,7 +30,9 @@ SIGTERM/SIGINT (finishing the activities in flight for up to `--graceful-shutdow
 
 `make_ports() -> Ports` builds the ports the steps use (one instance per worker); the
 default is `stratmaster.research.ports:default_ports`, imported when the worker starts.
-`registry` maps step names to step functions; None runs the real steps. Tests inject both.
+`registry` maps step names to step functions; None runs the real steps, and `result` turns
+their outputs into the run's result (default: the embedded runner's `final_result`). Tests
+inject all three; each may be given as a `module:attribute` string, resolved in the worker.
 """
 
 from __future__ import annotations
@@ -49,7 +51,13 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from stratmaster.research.temporal_runner import NAMESPACE, TASK_QUEUE, ResearchActivities, ResearchWorkflow
+from stratmaster.research.temporal_runner import (
+    NAMESPACE,
+    TASK_QUEUE,
+    ResearchActivities,
+    ResearchWorkflow,
+    ResultFunction,
+)
 from stratmaster.research.workflow import Ports, StepFunction
 
 log = logging.getLogger("stratmaster.research.temporal_worker")
@@ -89,14 +97,14 @@ def build_worker(client: Any, activities: ResearchActivities, *, task_queue: str
 
 
 def make_activities(database_url: str, make_ports: PortsFactory | str | None = None,
-                    registry: Mapping[str, StepFunction] | str | None = None, *, threads: int = 8
-                    ) -> ResearchActivities:
+                    registry: Mapping[str, StepFunction] | str | None = None, *,
+                    result: ResultFunction | str | None = None, threads: int = 8) -> ResearchActivities:
     from stratmaster.db.engine import create_db_engine
     from stratmaster.research.runs import ResearchRunRepository
 
     factory = _resolve(make_ports if make_ports is not None else DEFAULT_PORTS)
     return ResearchActivities(ResearchRunRepository(create_db_engine(database_url)), factory(), _resolve(registry),
-                              threads=threads)
+                              result=_resolve(result), threads=threads)
 
 
 async def connect_with_retry(address: str, namespace: str = NAMESPACE, *, timeout_s: float | None = None,
@@ -123,9 +131,9 @@ async def serve(address: str, database_url: str, *, make_ports: PortsFactory | s
                 registry: Mapping[str, StepFunction] | str | None = None, namespace: str = NAMESPACE,
                 task_queue: str = TASK_QUEUE, stop: asyncio.Event | None = None,
                 on_ready: Callable[[], None] | None = None, connect_timeout_s: float | None = None,
-                **worker_options: Any) -> None:
+                result: ResultFunction | str | None = None, **worker_options: Any) -> None:
     """Run a worker until `stop` is set (forever when None)."""
-    activities = make_activities(database_url, make_ports, registry,
+    activities = make_activities(database_url, make_ports, registry, result=result,
                                  threads=int(worker_options.get("max_concurrent_activities", 8)))
     try:
         client = await connect_with_retry(address, namespace, timeout_s=connect_timeout_s, stop=stop)
@@ -235,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="default: DATABASE_URL, else the SQLite file in STRATMASTER_DATA_DIR")
     parser.add_argument("--ports", default=DEFAULT_PORTS, help="module:callable returning the steps' ports")
     parser.add_argument("--registry", help="module:mapping of step name -> function (default: the real steps)")
+    parser.add_argument("--result", help="module:callable turning the step outputs into the run's result "
+                        "(default: stratmaster.research.runner:final_result)")
     parser.add_argument("--namespace", default=NAMESPACE)
     parser.add_argument("--task-queue", default=TASK_QUEUE)
     parser.add_argument("--max-concurrent-activities", type=int, default=8)
@@ -262,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"event": "worker_ready", "pid": os.getpid(), "address": address,
                               "task_queue": args.task_queue}), flush=True)
 
-        await serve(address, database_url, make_ports=args.ports, registry=args.registry, namespace=args.namespace,
+        await serve(address, database_url, make_ports=args.ports, registry=args.registry, result=args.result,
+                    namespace=args.namespace,
                     task_queue=args.task_queue, stop=stop, on_ready=ready,
                     max_concurrent_activities=args.max_concurrent_activities,
                     sticky_timeout_s=args.sticky_timeout_s, graceful_shutdown_s=args.graceful_shutdown_s,

@@ -26,10 +26,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from research_fakes import REGISTRY, FakePorts, executions
+from research_fakes import REGISTRY, FakePorts, executions, final_result
 from sqlalchemy.engine import make_url
 from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -45,8 +46,11 @@ from stratmaster.research.temporal_runner import (
     ResearchWorkflow,
     StepPolicy,
     cancel_run,
+    cancel_run_sync,
     start_run,
+    start_run_sync,
     start_unfinished,
+    start_unfinished_sync,
     workflow_id,
 )
 from stratmaster.research.temporal_worker import build_worker
@@ -123,7 +127,7 @@ def postgres_env(temporal_server, tmp_path: Path) -> Iterator[Env]:  # noqa: F81
 
 @asynccontextmanager
 async def in_process_worker(client: Client, env: Env) -> AsyncIterator[None]:
-    activities = ResearchActivities(env.repository, FakePorts(), REGISTRY)
+    activities = ResearchActivities(env.repository, FakePorts(), REGISTRY, result=final_result)
     async with build_worker(client, activities, task_queue=env.task_queue, sticky_timeout_s=1):
         yield
 
@@ -139,8 +143,8 @@ def test_run_completes_with_every_step_saved_once(env: Env) -> None:
         record = env.repository.get(TENANT, run.run_id)
         assert record.status == "complete" and record.current_step is None and record.reasons == []
         assert record.steps_done == STEPS
-        assert record.result == {"question": "Should Acme raise prices?", "recommendation": "do it",
-                                 "verified": True}
+        assert record.result == {"brief": {"question": "Should Acme raise prices?", "recommendation": "do it",
+                                           "verified": True}}
         assert env.starts(run) == list(STEPS) and env.ends(run) == list(STEPS)  # each step ran once
         outputs = env.repository.step_outputs(run.run_id)
         assert outputs["verify"]["saw"] == sorted(STEPS[:-1])  # each step saw every earlier output
@@ -197,7 +201,8 @@ def test_a_non_retryable_failure_fails_the_run_with_its_error(env: Env) -> None:
         run = env.new_run(fail={"grade": {"times": 1, "retryable": False}})
         async with in_process_worker(client, env):
             result = await asyncio.wait_for((await env.start(client, run)).result(), 60)
-        assert result["status"] == "failed" and "fake grade failure 1" in result["error"]
+        assert result["status"] == "failed"
+        assert result["error"] == "step grade failed after 1 attempt(s): fake grade failure 1"
         record = env.repository.get(TENANT, run.run_id)
         assert record.status == "failed" and record.current_step == "grade"
         assert "fake grade failure 1" in record.error
@@ -218,6 +223,20 @@ def test_retries_run_out_and_fail_the_run(env: Env) -> None:
     asyncio.run(scenario())
 
 
+def test_a_step_over_its_time_limit_fails_the_run_with_a_timeout(env: Env) -> None:
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        run = env.new_run(sleep={"plan": {"seconds": 5, "attempts": 1}})
+        policy = StepPolicy(start_to_close_s=1, heartbeat_s=2, maximum_attempts=1, bookkeeping_timeout_s=10)
+        async with in_process_worker(client, env):
+            result = await asyncio.wait_for((await env.start(client, run, policy)).result(), 60)
+        assert result["status"] == "failed"
+        assert result["error"].startswith("step plan failed: TimeoutError"), result["error"]
+        record = env.repository.get(TENANT, run.run_id)
+        assert record.status == "failed" and record.current_step == "plan" and record.error == result["error"]
+    asyncio.run(scenario())
+
+
 def test_cancel_between_steps_ends_cancelled(env: Env) -> None:
     gate = env.folder / "gather-may-finish"
 
@@ -234,7 +253,7 @@ def test_cancel_between_steps_ends_cancelled(env: Env) -> None:
             result = await asyncio.wait_for(handle.result(), 60)
         assert result["status"] == "cancelled"
         record = env.repository.get(TENANT, run.run_id)
-        assert record.status == "cancelled" and record.current_step is None
+        assert record.status == "cancelled" and record.current_step == "extract"  # the step it stopped before
         assert record.steps_done == ("plan", "gather")  # the step in flight finished and was kept
         assert env.starts(run) == ["plan", "gather"]  # nothing started after the cancel
     asyncio.run(scenario())
@@ -258,7 +277,8 @@ def test_cancel_run_interrupts_the_step_in_flight(env: Env) -> None:
             assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
             await Replayer(workflows=[ResearchWorkflow]).replay_workflow(await handle.fetch_history())
             record = env.repository.get(TENANT, run.run_id)
-            assert record.status == "cancelled" and "gather" not in record.steps_done
+            assert record.status == "cancelled" and record.current_step == "gather"
+            assert "gather" not in record.steps_done
             # A step's thread cannot be stopped: released now, it ends and its output is kept,
             # but the run stays cancelled and nothing after it starts.
             gate.touch()
@@ -310,12 +330,43 @@ def test_start_unfinished_starts_only_runs_without_a_workflow(env: Env) -> None:
     asyncio.run(scenario())
 
 
+def test_the_synchronous_helpers_the_research_service_calls(env: Env) -> None:
+    """start_run_sync / cancel_run_sync / start_unfinished_sync, from a thread without an event loop."""
+    settings = SimpleNamespace(temporal_address=env.address, effective_database_url=env.database_url)
+    gate = env.folder / "plan-may-finish"
+
+    async def scenario() -> None:
+        client = await Client.connect(env.address)
+        finishing, cancelled, queued = env.new_run(), env.new_run(wait_for={"plan": str(gate)}), env.new_run()
+        call = asyncio.to_thread
+        assert await call(start_run_sync, settings, finishing.run_id, policy=FAST, task_queue=env.task_queue)
+        assert not await call(start_run_sync, settings, finishing.run_id, policy=FAST, task_queue=env.task_queue)
+        assert await call(start_run_sync, settings, cancelled.run_id, policy=FAST, task_queue=env.task_queue)
+        async with in_process_worker(client, env):
+            await env.wait_for(lambda: "plan" in env.starts(cancelled), what="plan to start")
+            env.repository.request_cancel(TENANT, cancelled.run_id)
+            assert await call(cancel_run_sync, settings, cancelled.run_id)
+            report = await call(start_unfinished_sync, settings, policy=FAST, task_queue=env.task_queue)
+            assert report["started"] == [queued.run_id]
+            for run in (finishing, queued):
+                handle = client.get_workflow_handle(workflow_id(run.run_id))
+                assert (await asyncio.wait_for(handle.result(), 60))["status"] == "complete"
+            with pytest.raises(WorkflowFailureError):
+                await asyncio.wait_for(client.get_workflow_handle(workflow_id(cancelled.run_id)).result(), 30)
+            gate.touch()
+        assert env.repository.get(TENANT, cancelled.run_id).status == "cancelled"
+        with pytest.raises(KeyError):
+            start_run_sync(settings, "no-such-run")
+    asyncio.run(scenario())
+
+
 # --- the worker crash ------------------------------------------------------------------------
 
 def _worker_process(env: Env, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "stratmaster.research.temporal_worker", "--address", env.address,
                "--database-url", env.database_url, "--task-queue", env.task_queue,
                "--registry", "research_fakes:REGISTRY", "--ports", "research_fakes:make_ports",
+               "--result", "research_fakes:final_result",
                "--sticky-timeout-s", "1", "--graceful-shutdown-s", "1", *extra]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT)])}
     with open(env.folder / "worker.err", "ab") as errors:
@@ -414,6 +465,7 @@ def test_worker_actors_on_ray_are_restarted_and_resume_the_run(env: Env, ray_clu
 
     prefix = f"research-test-{uuid.uuid4().hex[:8]}"
     common = {"make_ports": "research_fakes:make_ports", "registry": "research_fakes:REGISTRY",
+              "result": "research_fakes:final_result",
               "task_queue": env.task_queue, "sticky_timeout_s": 1, "name_prefix": prefix,
               "actor_options": {"runtime_env": {"env_vars": {
                   "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO_ROOT)])}}}}
