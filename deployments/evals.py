@@ -129,7 +129,11 @@ def evals_api(service: str, description: str) -> FastAPI:
     @api.post("/score", tags=["evals"], summary="Score one RAG case: faithfulness, context, citations, relevancy",
               responses={422: {"description": "The case is malformed; the message names the field"}})
     async def score(request: Request, case: dict[str, Any] = Body(..., examples=[SCORE_EXAMPLE]),
-                    relevancy: bool = True, principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+                    relevancy: bool = True,
+                    router_call_id: str | None = Query(None, max_length=36, description=(
+                        "The routing.call_id of the router call that wrote this answer: its faithfulness is "
+                        "reported to the router as eval feedback (the recommender's reward)")),
+                    principal: Principal = Depends(require_principal)) -> dict[str, Any]:
         from stratmaster.evals.datasets import DatasetFormatError
         from stratmaster.evals.rag_cases import parse_case, score_case
 
@@ -139,7 +143,11 @@ def evals_api(service: str, description: str) -> FastAPI:
             raise APIError(422, "invalid_case", str(exc)) from None
         ingress: EvalsIngress = request.app.state.ingress
         embed = (await asyncio.to_thread(ingress.runtime.embedding_model)).embed if relevancy else None
-        return await asyncio.to_thread(score_case, parsed, embed)
+        scored = await asyncio.to_thread(score_case, parsed, embed)
+        if router_call_id is not None:
+            scored["router_feedback"] = await asyncio.to_thread(ingress.report_to_router, principal.tenant,
+                                                                router_call_id, scored["faithfulness"])
+        return scored
 
     return api
 
@@ -153,6 +161,7 @@ class EvalsIngress(ServiceIngress):
     def __init__(self, args: ServiceArgs) -> None:
         super().__init__(args)
         self._jobs: Any = None
+        self._router: Any = None
         settings = self.runtime.settings
         self.runs = EvalRunRepository(create_db_engine(settings.effective_database_url))
         self.runs_dir = settings.data_dir / "evals" / "runs"
@@ -181,6 +190,25 @@ class EvalsIngress(ServiceIngress):
         if run.finished or run.submission_id is None:
             return run
         return refresh(run, self.runs, self.jobs(), self.files(run), gate_table)
+
+    def report_to_router(self, tenant: str, call_id: str, score: float) -> dict[str, Any]:
+        """The router call's eval feedback, through a Router on the router service's catalogue and database."""
+        from stratmaster.router.service import RoutingError
+
+        if self._router is None:
+            from stratmaster.db.engine import create_db_engine
+            from stratmaster.router.catalogue import load_catalogue
+            from stratmaster.router.repository import RouterRepository
+            from stratmaster.router.service import Router, build_providers
+
+            catalogue = load_catalogue(ROOT / "configs" / "router" / "models.yaml")
+            settings = self.runtime.settings
+            self._router = Router(catalogue, RouterRepository(create_db_engine(settings.effective_database_url)),
+                                  build_providers(catalogue), recommender_enabled=settings.enable_model_recommender_v2)
+        try:
+            return self._router.feedback(tenant, score, call_id=call_id)
+        except RoutingError as exc:
+            raise APIError(exc.status, exc.code, f"router_call_id: {exc.message.removeprefix('call_id: ')}") from None
 
     def build_api(self) -> FastAPI:
         return evals_api(self.service, self.description)

@@ -45,3 +45,24 @@ def test_a_malformed_case_is_a_422_naming_the_field(http, bearer):
 
 def test_scoring_needs_a_token(http):
     assert http.post("/evals/score", json=SCORE_EXAMPLE).status_code == 401
+
+
+def test_a_scored_router_answer_rewards_the_model_that_wrote_it(http, bearer):
+    messages = [{"role": "system", "content": SCORE_EXAMPLE["contexts"][0]["text"]},
+                {"role": "user", "content": SCORE_EXAMPLE["question"]}]
+    completion = http.post("/router/complete", json={"task": "synthesize", "messages": messages}, headers=bearer)
+    assert completion.status_code == 200, completion.text
+    call_id = completion.json()["routing"]["call_id"]
+    answer = completion.json()["choices"][0]["message"]["content"]
+    case = {**SCORE_EXAMPLE, "answer": f"{answer} [c1]"}
+    scored = http.post("/evals/score", params={"router_call_id": call_id, "relevancy": "false"}, json=case,
+                       headers=bearer)
+    assert scored.status_code == 200, scored.text
+    feedback = scored.json()["router_feedback"]
+    assert feedback["call_id"] == call_id and feedback["task"] == "synthesize" and feedback["arm"]["pulls"] >= 1
+    again = http.post("/evals/score", params={"router_call_id": call_id, "relevancy": "false"}, json=case,
+                      headers=bearer)
+    assert again.status_code == 409 and "already has feedback" in again.json()["error"]["message"]
+    unknown = http.post("/evals/score", params={"router_call_id": "nope", "relevancy": "false"}, json=case,
+                        headers=bearer)
+    assert unknown.status_code == 404
