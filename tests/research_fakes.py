@@ -102,3 +102,51 @@ REGISTRY: dict[str, StepFunction] = {name: _fake_step(name) for name in STEPS}
 def final_result(outputs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """The run's result from the fake outputs: the verified brief."""
     return {"brief": outputs["verify"]["brief"]}
+
+
+# --- ports for the real steps: keyword search over a small corpus, the local provider's extraction ---
+
+CORPUS = {
+    "pricing-2025": ("Premium pricing review", "The premium tier raised prices by 12% in March. Urban customers "
+                     "did not leave after the premium price rise. Rural stores saw fewer visits after the change."),
+    "loyalty-survey": ("Loyalty survey", "Loyalty members renewed at 91% after the premium price rise. Urban "
+                       "customers did not leave after the premium price rise, the survey found."),
+    "panel-study": ("Consumer panel", "Panel data show urban customers did not leave after the premium price "
+                    "rise. A pilot in two regions is a safer alternative to repositioning the whole brand as premium."),
+    "logistics": ("Logistics memo", "Freight costs rose after the port closed. The warehouse moved to Leeds."),
+}
+
+
+class CorpusPorts:
+    """What the real steps need, in memory: keyword search over CORPUS, the local provider's
+    extractive answer for the router's tasks, compression that keeps everything."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def search(self, tenant: str, query: str, *, k: int, filters: Any) -> list[dict[str, Any]]:
+        from stratmaster.evals.rag_metrics import content_terms
+
+        wanted = content_terms(query)
+        scored = []
+        for doc_id, (title, text) in CORPUS.items():
+            overlap = len(content_terms(text) & wanted)
+            if overlap:
+                scored.append({"chunk_id": f"{doc_id}#0", "document_id": doc_id, "text": text, "title": title,
+                               "source": f"https://intranet.example/{doc_id}", "score": min(1.0, overlap / 5),
+                               "chunk_start": 0})
+        return sorted(scored, key=lambda h: (-h["score"], h["document_id"]))[:k]
+
+    def complete(self, tenant: str, task: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+        from stratmaster.router.providers import extract_answer
+
+        self.calls.append(task)
+        return {"model": "local-extractive", "choices": [{"message": {"content": extract_answer(messages, 400)}}],
+                "routing": {"call_id": f"call-{len(self.calls)}", "model": "local"}}
+
+    def compress(self, tenant: str, query: str, chunks: list[dict[str, str]], target_tokens: int) -> dict[str, Any]:
+        return {"chunks": chunks, "tokens_before": 100, "tokens_after": 100}
+
+
+def corpus_ports() -> CorpusPorts:
+    return CorpusPorts()

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from research_fakes import REGISTRY, FakePorts, executions, final_result
+from research_fakes import REGISTRY, CorpusPorts, FakePorts, executions, final_result
 from sqlalchemy.engine import make_url
 from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -39,6 +39,7 @@ from temporalio.worker import Replayer
 
 from stratmaster.db.engine import create_db_engine
 from stratmaster.db.migrate import upgrade
+from stratmaster.research.runner import EmbeddedRunner
 from stratmaster.research.runs import ResearchRunRepository
 from stratmaster.research.temporal_runner import (
     ORCHESTRATOR,
@@ -358,6 +359,39 @@ def test_the_synchronous_helpers_the_research_service_calls(env: Env) -> None:
         with pytest.raises(KeyError):
             start_run_sync(settings, "no-such-run")
     asyncio.run(scenario())
+
+
+def test_the_real_steps_give_the_same_runs_on_temporal_as_on_the_embedded_runner(env: Env) -> None:
+    """The step definitions themselves (not fakes) on both orchestrators: same states, results and reasons."""
+    questions = ["Should we reposition the brand as premium? Did urban customers leave after the premium "
+                 "price rise?",  # answered by the corpus: complete
+                 "What is the airspeed velocity of an unladen swallow?"]  # nothing answers: needs_review
+
+    def create(question: str, orchestrator: str) -> RunInput:
+        record, _ = env.repository.create(TENANT, {"question": question, "depth": 1}, orchestrator)
+        return RunInput(record.id, TENANT, record.request)
+
+    embedded = [create(q, "embedded") for q in questions]
+    for run in embedded:
+        EmbeddedRunner(env.repository, CorpusPorts()).run(run.run_id)
+
+    async def scenario() -> list[RunInput]:
+        client = await Client.connect(env.address)
+        runs = [create(q, ORCHESTRATOR) for q in questions]
+        for run in runs:  # one run at a time, each with fresh ports, as the embedded runs had
+            activities = ResearchActivities(env.repository, CorpusPorts())  # the real steps and final_result
+            async with build_worker(client, activities, task_queue=env.task_queue, sticky_timeout_s=1):
+                await asyncio.wait_for((await env.start(client, run)).result(), 60)
+        return runs
+
+    on_temporal = asyncio.run(scenario())
+    for left, right in zip(embedded, on_temporal, strict=True):
+        a, b = env.repository.get(TENANT, left.run_id), env.repository.get(TENANT, right.run_id)
+        assert (a.status, a.reasons, a.steps_done, a.result) == (b.status, b.reasons, b.steps_done, b.result)
+        assert env.repository.step_outputs(left.run_id) == env.repository.step_outputs(right.run_id)
+    first, second = (env.repository.get(TENANT, run.run_id) for run in on_temporal)
+    assert first.status == "complete" and first.result["brief"]["claims"]
+    assert second.status == "needs_review" and second.reasons
 
 
 # --- the worker crash ------------------------------------------------------------------------
