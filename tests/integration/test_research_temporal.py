@@ -527,3 +527,66 @@ def test_worker_actors_on_ray_are_restarted_and_resume_the_run(env: Env, ray_clu
         assert env.ends(run) == list(STEPS)
         assert env.repository.get(TENANT, run.run_id).status == "complete"
     asyncio.run(scenario())
+
+
+# --- the whole path on the running platform ----------------------------------------------------
+
+PLATFORM_DOCUMENTS = [
+    {"id": "pricing", "title": "Premium pricing review", "source": "https://intranet.example/pricing",
+     "text": "The premium tier raised prices by 12% in March. Urban customers did not leave after the premium "
+             "price rise. Rural stores saw fewer visits after the change."},
+    {"id": "survey", "title": "Loyalty survey", "text": "Loyalty members renewed at 91% after the premium price "
+     "rise. Urban customers did not leave after the premium price rise, the survey found."},
+    {"id": "freight", "title": "Logistics memo", "text": "Freight costs rose after the port closed. The warehouse "
+     "moved to Leeds."},
+]
+
+
+@pytest.mark.cluster
+def test_a_run_on_temporal_workers_in_the_platform_uses_the_real_services(platform, issuer, temporal_server,  # noqa: F811
+                                                                          tmp_path: Path) -> None:
+    """Real steps, real ports (the knowledge index through its Serve handle, the router's local
+    provider), the platform's database, a worker actor on the platform's Ray cluster."""
+    import functools
+
+    import httpx
+    import ray
+
+    from deployments.research import _knowledge_search
+    from stratmaster.research.ports import LocalPorts
+    from stratmaster.research.temporal_worker import start_worker_actors
+
+    tenant = "research-temporal-it"
+    token = issuer.issue("strategist", tenant, ("analyst",), 3600)
+    with httpx.Client(base_url=platform.base_url, timeout=60) as http:
+        answer = http.post("/knowledge/documents", json={"documents": PLATFORM_DOCUMENTS},
+                           headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.text
+    settings = platform.settings
+    repository = ResearchRunRepository(create_db_engine(settings.effective_database_url))
+    record, _ = repository.create(tenant, {"question": "Did urban customers leave after the premium price rise?"},
+                                  ORCHESTRATOR)
+    task_queue = f"research-test-{uuid.uuid4().hex[:8]}"
+    make_ports = functools.partial(LocalPorts.for_settings, settings, _knowledge_search(30.0))
+    [worker] = start_worker_actors(1, temporal_server.address, settings.effective_database_url,
+                                   make_ports=make_ports, task_queue=task_queue)
+
+    async def scenario() -> dict[str, Any]:
+        client = await Client.connect(temporal_server.address)
+        handle, started = await start_run(client, RunInput(record.id, tenant, record.request), task_queue=task_queue)
+        assert started
+        return await asyncio.wait_for(handle.result(), 120)
+
+    try:
+        ray.get(worker.ready.remote(), timeout=120)
+        result = asyncio.run(scenario())
+    finally:
+        ray.kill(worker)
+    assert result["status"] == "complete", result
+    run = repository.get(tenant, record.id)
+    assert run.status == "complete" and run.steps_done == STEPS
+    brief = run.result["brief"]
+    assert brief["claims"] and all(claim["citations"] for claim in brief["claims"])
+    cited = {citation["document_id"] for claim in brief["claims"] for citation in claim["citations"]}
+    assert {"pricing", "survey"} <= cited and "freight" not in cited
+    assert run.result["metrics"]["faithfulness"] == 1.0
