@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from stratmaster.identity import LocalIssuer
@@ -66,6 +67,13 @@ def platform() -> Iterator[object]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def http(platform) -> Iterator[httpx.Client]:
+    """A client of the platform's HTTP proxy (long timeout: a first call may load a model)."""
+    with httpx.Client(base_url=platform.base_url, timeout=120) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

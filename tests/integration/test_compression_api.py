@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.cluster
@@ -15,12 +14,6 @@ CHUNKS = [
     {"id": "loyalty", "text": "Loyalty members renewed at 91%. Members who left cited price, not service. "
                               "The scheme added a partner airline."},
 ]
-
-
-@pytest.fixture(scope="module")
-def http(platform) -> httpx.Client:
-    with httpx.Client(base_url=platform.base_url, timeout=120) as client:
-        yield client
 
 
 @pytest.mark.parametrize("mode", ["extractive", "prune", "truncate"])

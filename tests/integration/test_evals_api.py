@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from deployments.evals import SCORE_EXAMPLE
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def http(platform) -> httpx.Client:
-    with httpx.Client(base_url=platform.base_url, timeout=120) as client:
-        yield client
 
 
 def test_a_supported_cited_answer_scores_full_marks(http, bearer):

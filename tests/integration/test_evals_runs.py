@@ -6,16 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def http(platform) -> httpx.Client:
-    with httpx.Client(base_url=platform.base_url, timeout=60) as client:
-        yield client
 
 
 def sweep(dataset: Path) -> dict:

@@ -38,12 +38,6 @@ LOYALTY = {
 
 
 @pytest.fixture(scope="module")
-def http(platform) -> httpx.Client:
-    with httpx.Client(base_url=platform.base_url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def tenant_token(issuer):
     def make(tenant: str, role: str = "analyst") -> dict[str, str]:
         return {"Authorization": f"Bearer {issuer.issue(f'{tenant}-user', tenant, (role,), 3600)}"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.cluster
@@ -21,12 +20,6 @@ DOCUMENTS = [
      "moved to Leeds."},
 ]
 QUESTION = "Did urban customers leave after the premium price rise?"
-
-
-@pytest.fixture(scope="module")
-def http(platform) -> httpx.Client:
-    with httpx.Client(base_url=platform.base_url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

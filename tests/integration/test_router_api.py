@@ -23,12 +23,6 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="module")
-def http(platform) -> httpx.Client:
-    with httpx.Client(base_url=platform.base_url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def tenant_bearer(issuer) -> dict[str, str]:
     """A tenant of its own, so ledger counts are this module's alone."""
     return {"Authorization": f"Bearer {issuer.issue('it-router', 'router-it', ('analyst',), 3600)}"}

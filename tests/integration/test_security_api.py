@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
 from stratmaster.db.engine import create_db_engine
@@ -14,12 +13,6 @@ from stratmaster.evals.runs import EvalRunRepository
 pytestmark = pytest.mark.cluster
 
 WORD = f"zanzibarite{uuid.uuid4().hex[:6]}"  # a word only tenant A's document holds
-
-
-@pytest.fixture(scope="module")
-def http(platform) -> httpx.Client:
-    with httpx.Client(base_url=platform.base_url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

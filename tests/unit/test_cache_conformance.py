@@ -6,7 +6,6 @@ fixture. The Redis subclass needs TEST_REDIS_URL (`make test` / scripts/servers.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import uuid
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from serverenv import server_url
 
 from stratmaster.cache import Cache, CacheUnavailable, InstrumentedCache, MemoryCache, RedisCache, create_cache
 from stratmaster.settings import Settings
@@ -136,12 +136,7 @@ class TestMemoryCache(CacheConformance):
 
 
 def _redis_url() -> str:
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("STRATMASTER_REQUIRE_SERVERS") == "1":
-            pytest.fail("STRATMASTER_REQUIRE_SERVERS=1 but TEST_REDIS_URL is unset")
-        pytest.skip("TEST_REDIS_URL is unset (eval \"$(bash scripts/servers.sh env)\")")
-    return url
+    return server_url("TEST_REDIS_URL")
 
 
 @pytest.fixture(scope="module")

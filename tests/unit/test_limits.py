@@ -3,12 +3,12 @@ Retry-After at the edge, and 413 for bodies over MAX_REQUEST_BYTES, declared or 
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 from fastapi import Depends, Request
 from fastapi.testclient import TestClient
+from serverenv import server_url
 
 from deployments.http import create_api, require_principal
 from stratmaster.identity import LocalIssuer, Principal
@@ -41,19 +41,11 @@ def test_retry_after_is_whole_seconds_and_at_least_one():
     assert [retry_after_header(w) for w in (0.01, 1.0, 1.2, 7.9)] == ["1", "1", "2", "8"]
 
 
-def _redis_url() -> str:
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("STRATMASTER_REQUIRE_SERVERS") == "1":
-            pytest.fail("STRATMASTER_REQUIRE_SERVERS=1 but TEST_REDIS_URL is unset")
-        pytest.skip("TEST_REDIS_URL is unset (eval \"$(bash scripts/servers.sh env)\")")
-    return url
-
-
 @pytest.mark.redis
 def test_redis_buckets_are_shared_by_every_replica():
     namespace = f"stratmaster-test:{uuid.uuid4().hex}:"
-    one, two = (RedisRateLimiter(_redis_url(), rate=0.5, burst=4, namespace=namespace) for _ in range(2))
+    url = server_url("TEST_REDIS_URL")
+    one, two = (RedisRateLimiter(url, rate=0.5, burst=4, namespace=namespace) for _ in range(2))
     granted = [limiter.acquire("acme") == 0.0 for limiter in (one, two, one, two, one, two)]
     assert granted == [True, True, True, True, False, False], "four tokens in all, not four per replica"
     assert 0 < two.acquire("acme") <= 2.0
