@@ -10,8 +10,9 @@ orchestrator can run it, retry it, or resume after it. Rules a reader may need:
 - **gather**: hybrid search per question within the run's scope; hits merged by chunk,
   keeping the best score and which questions found it.
 - **extract**: claims come from the gathered chunks of the `EVIDENCE_DOCUMENTS` best-ranked
-  documents (a document found by several of the questions ranks higher); every sentence of them that shares at least `MIN_SHARED_TERMS`
-  content terms with the questions (and is 6 words or longer) is a candidate claim, scored
+  documents (a document found by several of the questions ranks higher); every sentence of
+  them that shares at least `MIN_SHARED_TERMS` content terms with the questions (and is 6
+  words or longer) is a candidate claim, scored
   by the IDF weight of the shared terms times its chunk's retrieval score. Near-duplicates
   (content-term Jaccard >= `DUPLICATE_JACCARD`) merge into one claim with both citations.
   Other chunks that support a claim (`rag_metrics.support`) add citations: that is how
@@ -24,7 +25,10 @@ orchestrator can run it, retry it, or resume after it. Rules a reader may need:
 - **synthesize**: the router's `synthesize` task with the compressed evidence as numbered
   items. A language model answers JSON (recommendation, rationale, risks, safer
   alternative, assumptions) citing [n]; the `local` provider selects evidence sentences,
-  which become the rationale - it writes no recommendation, and the brief says so.
+  which become the rationale - it writes no recommendation, and the brief says so; risks
+  and the safer alternative are then the claims with risk words ("risk", "decline",
+  "however", ...) or alternative words ("instead", "pilot", ...), assumptions the hedged
+  claims ("may", "likely", ...), all as found in the evidence.
 - **verify**: every claim against its cited spans, every brief sentence against the texts
   of the claims it cites (`rag_metrics` support, threshold 0.6). Unsupported claims and
   sentences are removed from the brief and listed under `flagged`; the run ends
