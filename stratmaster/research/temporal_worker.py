@@ -7,9 +7,11 @@ the other services. Any number may run at once, anywhere that reaches Temporal a
 database: Temporal hands each activity attempt to one of them, and a step a dead worker
 was running is retried elsewhere after its heartbeat timeout.
 
-On the Ray cluster::
+On the Ray cluster (what tests/integration/test_research_temporal.py does in the platform)::
 
-    handles = start_worker_actors(2, "127.0.0.1:7233", url, name_prefix=WORKER_ACTOR_PREFIX)
+    make_ports = functools.partial(LocalPorts.for_settings, settings, knowledge_search)
+    handles = start_worker_actors(2, settings.temporal_address, settings.effective_database_url,
+                                  make_ports=make_ports, name_prefix=WORKER_ACTOR_PREFIX)
     ray.get([h.ready.remote() for h in handles])
 
 Named workers are detached and restarted by Ray if their process dies, and starting them
@@ -28,8 +30,9 @@ As a process (outside Ray)::
 prints one JSON line `{"event": "worker_ready", ...}` once it polls, and shuts down on
 SIGTERM/SIGINT (finishing the activities in flight for up to `--graceful-shutdown-s`).
 
-`make_ports() -> Ports` builds the ports the steps use (one instance per worker); the
-default is `stratmaster.research.ports:default_ports`, imported when the worker starts.
+`make_ports() -> Ports` builds the ports the steps use (one instance per worker, in the
+worker's process; it travels to an actor by pickle); the default is
+`stratmaster.research.ports:default_ports`, imported when the worker starts.
 `registry` maps step names to step functions; None runs the real steps, and `result` turns
 their outputs into the run's result (default: the embedded runner's `final_result`). Tests
 inject all three; each may be given as a `module:attribute` string, resolved in the worker.
