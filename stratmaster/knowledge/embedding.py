@@ -12,6 +12,7 @@ so re-ingesting a document re-embeds only chunks whose text changed.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import sqlite3
@@ -270,9 +271,18 @@ def _quantise_int8(model: Any) -> None:
         quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
-def cache_key(model_id: str, text: str) -> str:
-    """SHA-256 of model id and text (NUL-separated, so no two pairs share a key)."""
-    return hashlib.sha256(f"{model_id}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()
+# Whose texts are being embedded: the knowledge service sets the tenant around ingestion, so a
+# tenant's cached vectors are its own. A shared entry would be a timing side channel: another
+# tenant could time the ingestion of a guessed text and learn whether anyone had sent it.
+cache_namespace: contextvars.ContextVar[str | None] = contextvars.ContextVar("embedding_cache_namespace",
+                                                                              default=None)
+
+
+def cache_key(model_id: str, text: str, namespace: str | None = None) -> str:
+    """SHA-256 of model id, namespace and text (NUL-separated, so no two triples share a key).
+    Without a namespace the key is the model id and text alone (pipelines' own caches)."""
+    scope = "" if namespace is None else f"{namespace}\x00"
+    return hashlib.sha256(f"{model_id}\x00{scope}{text}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @runtime_checkable
@@ -384,7 +394,8 @@ class CachedEmbedder:
         return self.embed_with_stats(texts, batch_size)[0]
 
     def embed_with_stats(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, CacheStats]:
-        keys = [cache_key(self.model_id, text) for text in texts]
+        namespace = cache_namespace.get()
+        keys = [cache_key(self.model_id, text, namespace) for text in texts]
         found = self.cache.get_many(keys)
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts, strict=True):

@@ -27,6 +27,7 @@ from stratmaster.knowledge.analysis import analyze
 from stratmaster.knowledge.chunking import TokenCounter, chunk_text
 from stratmaster.knowledge.communities import build_communities
 from stratmaster.knowledge.config import KnowledgeConfig
+from stratmaster.knowledge.embedding import cache_namespace
 from stratmaster.knowledge.entities import extract_entities, mentions_of
 from stratmaster.knowledge.fusion import FusedHit, RetrieverHit, convex_combination, reciprocal_rank_fusion
 from stratmaster.knowledge.repository import DocumentRecord, DocumentRepository, StoredChunk
@@ -139,6 +140,13 @@ class KnowledgeService:
 
     # --- ingestion ----------------------------------------------------------------------
     def ingest(self, tenant: str, raw_documents: Sequence[Any]) -> IngestResponse:
+        token = cache_namespace.set(tenant)  # embeddings cached per tenant (see embedding.cache_namespace)
+        try:
+            return self._ingest(tenant, raw_documents)
+        finally:
+            cache_namespace.reset(token)
+
+    def _ingest(self, tenant: str, raw_documents: Sequence[Any]) -> IngestResponse:
         limit = self.config.limits.max_batch_documents
         if len(raw_documents) > limit:
             raise DocumentProblem(413, "batch_too_large", f"a batch holds at most {limit} documents, "

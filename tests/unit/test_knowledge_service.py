@@ -168,3 +168,33 @@ def test_redact_can_keep_the_original_only_encrypted(tmp_path):
     assert b"ana@example.com" not in raw
     service.delete("acme", "crm-1")
     assert objects.list("acme") == []
+
+
+def test_embeddings_are_cached_per_tenant_so_timing_reveals_nothing_across_tenants(tmp_path):
+    from stratmaster.knowledge.embedding import CachedEmbedder, SqliteEmbeddingCache
+
+    class Counting:
+        model_id, dimension = "hashed", 384
+
+        def __init__(self) -> None:
+            self.texts = 0
+
+        def embed(self, texts, batch_size=64):
+            self.texts += len(texts)
+            return hashed_vectors(texts)
+
+    model = Counting()
+    cached = CachedEmbedder(model, SqliteEmbeddingCache(tmp_path / "cache.sqlite"))
+    settings = load_settings(STRATMASTER_DATA_DIR=str(tmp_path))
+    upgrade(settings.effective_database_url)
+    stores = KnowledgeStores(create_object_store(settings), create_keyword_index(settings),
+                             create_vector_index(settings, 384), create_graph_store(settings))
+    service = KnowledgeService(DocumentRepository(create_db_engine(settings.effective_database_url)), stores,
+                               WordpieceCounter(), cached.embed, load_knowledge_config())
+    service.ingest("acme", documents(3))
+    first = model.texts
+    service.ingest("globex", documents(3))
+    assert model.texts == 2 * first, "another tenant's identical texts are embedded afresh, not served from cache"
+    service.ingest("acme", documents(3, version="changed"))
+    service.ingest("acme", documents(3, version="original") + documents(1, version="other"))
+    assert cached.hits > 0, "a tenant's own repeats still hit the cache"
