@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from stratmaster.research.schemas import ResearchRequest
 
 DESCRIPTION = "Runs research workflows that turn a strategy question into a cited decision brief."
 ROOT = Path(__file__).resolve().parents[1]
+TEMPORAL_WORKERS = 2  # worker actors (0.1 CPU each) polling the research task queue
 log = logging.getLogger("stratmaster.research")
 
 
@@ -74,8 +76,14 @@ def research_api(service: str, description: str) -> FastAPI:
                                                    idempotency_key)
         except IdempotencyConflict as exc:
             raise APIError(409, "idempotency_conflict", str(exc)) from None
-        if created:
-            await asyncio.to_thread(ingress.start, run.id)
+        if created or run.status == "queued":  # a replayed run that never started gets its start now
+            try:
+                await asyncio.to_thread(ingress.start, run.id)
+            except Exception as exc:  # noqa: BLE001 - Temporal unreachable: the run waits, the client is told
+                log.warning("research run not started", extra={"run": run.id, "error": str(exc)[:300]})
+                raise APIError(503, "unavailable", f"run {run.id} is queued but could not be started ({exc}); "
+                               "retry with the same Idempotency-Key, or it starts when the service restarts",
+                               {"run_id": run.id}) from None
         headers = {} if created else {"Idempotency-Replayed": "true"}
         return JSONResponse(run_view(run, with_result=False), status_code=202, headers=headers)
 
@@ -167,6 +175,20 @@ def add_source_routes(api: FastAPI) -> None:
         return JSONResponse({"results": results}, status_code=status)
 
 
+def default_ports() -> Any:
+    """Ports for a research worker on the platform's Ray cluster (a Temporal worker actor or
+    `python -m stratmaster.research.temporal_worker` beside it): search through the knowledge
+    index's Serve handle, models through a Router on the router's catalogue and database."""
+    import ray
+
+    from stratmaster.research.ports import LocalPorts
+    from stratmaster.settings import load_settings
+
+    if not ray.is_initialized():
+        ray.init(address="auto", namespace="stratmaster", logging_level="WARNING")
+    return LocalPorts.for_settings(load_settings(), _knowledge_search(30.0))
+
+
 def _knowledge_search(timeout_s: float):
     """Search through the knowledge index's handle (it owns the embedded stores), from a worker thread."""
     from stratmaster.research.workflow import StepFailed
@@ -209,6 +231,23 @@ class ResearchIngress(ServiceIngress):
             resumed = self.runner.resume_unfinished()
             if resumed:
                 log.info("research runs resumed", extra={"runs": resumed})
+        else:
+            threading.Thread(target=self._start_temporal_workers, daemon=True).start()
+
+    def _start_temporal_workers(self) -> None:
+        """Worker actors on this Ray cluster (named: every replica finds the same ones), then the
+        runs that were queued while Temporal or the workers were away."""
+        from stratmaster.research.temporal_runner import start_unfinished_sync
+        from stratmaster.research.temporal_worker import WORKER_ACTOR_PREFIX, start_worker_actors
+
+        settings = self.runtime.settings
+        try:
+            start_worker_actors(TEMPORAL_WORKERS, settings.temporal_address, settings.effective_database_url,
+                                make_ports="deployments.research:default_ports", name_prefix=WORKER_ACTOR_PREFIX)
+            started = start_unfinished_sync(settings)
+            log.info("research workers started", extra={"workers": TEMPORAL_WORKERS, "runs_started": started})
+        except Exception:  # noqa: BLE001 - runs stay queued; a later start or replica start retries
+            log.exception("could not start research workers or queued runs")
 
     def start(self, run_id: str) -> None:
         if self.orchestrator == "temporal":

@@ -32,7 +32,7 @@ SIGTERM/SIGINT (finishing the activities in flight for up to `--graceful-shutdow
 
 `make_ports() -> Ports` builds the ports the steps use (one instance per worker, in the
 worker's process; it travels to an actor by pickle); the default is
-`stratmaster.research.ports:default_ports`, imported when the worker starts.
+`deployments.research:default_ports`, imported when the worker starts.
 `registry` maps step names to step functions; None runs the real steps, and `result` turns
 their outputs into the run's result (default: the embedded runner's `final_result`). Tests
 inject all three; each may be given as a `module:attribute` string, resolved in the worker.
@@ -65,7 +65,7 @@ from stratmaster.research.workflow import Ports, StepFunction
 
 log = logging.getLogger("stratmaster.research.temporal_worker")
 
-DEFAULT_PORTS = "stratmaster.research.ports:default_ports"
+DEFAULT_PORTS = "deployments.research:default_ports"  # the platform's ports (Serve handle search, Router)
 RAY_NAMESPACE = "stratmaster"  # where named worker actors live (Serve replicas run in "serve")
 WORKER_ACTOR_PREFIX = "research-temporal-worker"
 

@@ -2,9 +2,10 @@
 
 Both orchestrators run exactly these definitions: the embedded runner (in the research
 service, step outputs persisted in the database, unfinished runs resumed on start) and
-Temporal (`TEMPORAL_ADDRESS`; each step an activity, retried on its own, its output in the
-workflow history and in the database). A step takes the run's input, the outputs of the
-steps before it and the ports to the other services, and returns a JSON-serialisable dict;
+Temporal (`TEMPORAL_ADDRESS`; each step an activity, retried on its own, its output saved in
+the database - the workflow history keeps a small summary, under Temporal's payload limit).
+A step takes the run's input, the outputs of the steps before it and the ports to the other
+services, and returns a JSON-serialisable dict;
 it must be safe to run again after a crash (the ports' writes are idempotent: ingestion by
 document id, ledger rows by call).
 """
