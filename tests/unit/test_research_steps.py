@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from research_fakes import CORPUS
+from research_fakes import CorpusPorts as FakePorts
 
 from stratmaster.db.engine import create_db_engine
 from stratmaster.db.migrate import upgrade
@@ -14,45 +16,8 @@ from stratmaster.research.runner import EmbeddedRunner
 from stratmaster.research.runs import ResearchRunRepository
 from stratmaster.research.steps import candidate_subquestions, grade_claim
 from stratmaster.research.workflow import STEPS, RunInput, StepFailed, execute_step
-from stratmaster.router.providers import extract_answer
 
-CORPUS = {
-    "pricing-2025": ("Premium pricing review", "The premium tier raised prices by 12% in March. Urban customers "
-                     "did not leave after the premium price rise. Rural stores saw fewer visits after the change."),
-    "loyalty-survey": ("Loyalty survey", "Loyalty members renewed at 91% after the premium price rise. Urban "
-                       "customers did not leave after the premium price rise, the survey found."),
-    "panel-study": ("Consumer panel", "Panel data show urban customers did not leave after the premium price "
-                    "rise. A pilot in two regions is a safer alternative to repositioning the whole brand as premium."),
-    "logistics": ("Logistics memo", "Freight costs rose after the port closed. The warehouse moved to Leeds."),
-}
 QUESTION = "Should we reposition the brand as premium? Did urban customers leave after the premium price rise?"
-
-
-class FakePorts:
-    """Keyword search over CORPUS, the local provider's own extraction, compression that keeps all."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def search(self, tenant: str, query: str, *, k: int, filters: Any) -> list[dict[str, Any]]:
-        wanted = content_terms(query)
-        scored = []
-        for doc_id, (title, text) in CORPUS.items():
-            overlap = len(content_terms(text) & wanted)
-            if overlap:
-                scored.append({"chunk_id": f"{doc_id}#0", "document_id": doc_id, "text": text, "title": title,
-                               "source": f"https://intranet.example/{doc_id}", "score": min(1.0, overlap / 5),
-                               "chunk_start": 0})
-        return sorted(scored, key=lambda h: -h["score"])[:k]
-
-    def complete(self, tenant: str, task: str, messages: list[dict[str, str]]) -> dict[str, Any]:
-        self.calls.append(task)
-        content = extract_answer(messages, 400)
-        return {"model": "local-extractive", "choices": [{"message": {"content": content}}],
-                "routing": {"call_id": f"call-{len(self.calls)}", "model": "local"}}
-
-    def compress(self, tenant: str, query: str, chunks: list[dict[str, str]], target_tokens: int) -> dict[str, Any]:
-        return {"chunks": chunks, "tokens_before": 100, "tokens_after": 100}
 
 
 def run_all(request: dict[str, Any], ports: FakePorts | None = None) -> dict[str, dict[str, Any]]:
