@@ -76,9 +76,20 @@ class BenchError(RuntimeError):
 # --- processes --------------------------------------------------------------------
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (32768 up) and above Ray's worker
+    ports: one from the ephemeral range can be handed to one of Ray's own listeners while the
+    platform starts, and the server meant for it then fails with "address already in use"."""
+    import random
+
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def short_name(proc: psutil.Process) -> str:

@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from serverenv import free_loopback_port
 
 from stratmaster.identity import LocalIssuer
 
-_handed_out: set[int] = set()
-
 
 def _free_port() -> int:
-    """A free loopback port, never one handed out before (the OS may offer a released one again)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    return free_loopback_port()
 
 
 @pytest.fixture(scope="session")

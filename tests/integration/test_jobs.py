@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from serverenv import free_loopback_port
 
 from cluster.jobs import ClusterAuthError, JobsClient
 from stratmaster.cli import main
@@ -37,9 +37,7 @@ RAY = Path(sys.executable).parent / "ray"
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_loopback_port()
 
 
 @dataclass

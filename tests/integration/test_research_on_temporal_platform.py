@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from serverenv import free_loopback_port
 from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
 
 from bench.platform_bench import Platform
@@ -30,9 +30,7 @@ QUESTION = "Did urban customers leave after the premium price rise?"
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_loopback_port()
 
 
 @pytest.fixture(scope="module")
