@@ -150,3 +150,15 @@ class CorpusPorts:
 
 def corpus_ports() -> CorpusPorts:
     return CorpusPorts()
+
+
+# Documents the platform tests ingest before asking the research service about them.
+PLATFORM_DOCUMENTS = [
+    {"id": "pricing", "title": "Premium pricing review", "source": "https://intranet.example/pricing",
+     "text": "The premium tier raised prices by 12% in March. Urban customers did not leave after the premium "
+             "price rise. Rural stores saw fewer visits after the change."},
+    {"id": "survey", "title": "Loyalty survey", "text": "Loyalty members renewed at 91% after the premium price "
+     "rise. Urban customers did not leave after the premium price rise, the survey found."},
+    {"id": "freight", "title": "Logistics memo", "text": "Freight costs rose after the port closed. The warehouse "
+     "moved to Leeds."},
+]

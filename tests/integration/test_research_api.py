@@ -7,18 +7,10 @@ import time
 import uuid
 
 import pytest
+from research_fakes import PLATFORM_DOCUMENTS
 
 pytestmark = pytest.mark.cluster
 
-DOCUMENTS = [
-    {"id": "pricing", "title": "Premium pricing review", "source": "https://intranet.example/pricing",
-     "text": "The premium tier raised prices by 12% in March. Urban customers did not leave after the premium "
-             "price rise. Rural stores saw fewer visits after the change."},
-    {"id": "survey", "title": "Loyalty survey", "text": "Loyalty members renewed at 91% after the premium price "
-     "rise. Urban customers did not leave after the premium price rise, the survey found."},
-    {"id": "freight", "title": "Logistics memo", "text": "Freight costs rose after the port closed. The warehouse "
-     "moved to Leeds."},
-]
 QUESTION = "Did urban customers leave after the premium price rise?"
 
 
@@ -29,7 +21,7 @@ def auth(issuer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def corpus(http, auth) -> None:
-    answer = http.post("/knowledge/documents", json={"documents": DOCUMENTS}, headers=auth)
+    answer = http.post("/knowledge/documents", json={"documents": PLATFORM_DOCUMENTS}, headers=auth)
     assert answer.status_code == 200, answer.text
 
 

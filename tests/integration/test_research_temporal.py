@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from research_fakes import REGISTRY, CorpusPorts, FakePorts, executions, final_result
+from research_fakes import PLATFORM_DOCUMENTS, REGISTRY, CorpusPorts, FakePorts, executions, final_result
 from sqlalchemy.engine import make_url
 from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -531,15 +531,6 @@ def test_worker_actors_on_ray_are_restarted_and_resume_the_run(env: Env, ray_clu
 
 # --- the whole path on the running platform ----------------------------------------------------
 
-PLATFORM_DOCUMENTS = [
-    {"id": "pricing", "title": "Premium pricing review", "source": "https://intranet.example/pricing",
-     "text": "The premium tier raised prices by 12% in March. Urban customers did not leave after the premium "
-             "price rise. Rural stores saw fewer visits after the change."},
-    {"id": "survey", "title": "Loyalty survey", "text": "Loyalty members renewed at 91% after the premium price "
-     "rise. Urban customers did not leave after the premium price rise, the survey found."},
-    {"id": "freight", "title": "Logistics memo", "text": "Freight costs rose after the port closed. The warehouse "
-     "moved to Leeds."},
-]
 
 
 @pytest.mark.cluster
