@@ -2,8 +2,9 @@
 
 The issuer is `{KEYCLOAK_URL}/realms/{KEYCLOAK_REALM}`. Its discovery document names the
 JWKS; keys are cached for `jwks_ttl_s`. A token signed with a key the cache lacks triggers
-a re-fetch (key rotation); such re-fetches happen at most every `refetch_interval_s`, so a
-flood of forged kids cannot turn into a flood of requests to the provider. When the provider is unreachable,
+a re-fetch (key rotation); such re-fetches happen at most every `refetch_interval_s` (1 s),
+so a flood of forged kids costs the provider one request a second, and a real new key waits
+at most that long. When the provider is unreachable,
 tokens whose key is cached still verify; any other token is refused: never accepted
 unverified.
 
@@ -46,7 +47,7 @@ class OidcTokenVerifier:
 
     def __init__(self, issuer: str, client_id: str, *, tenant_claim: str = "tenant",
                  algorithms: tuple[str, ...] = ALGORITHMS, leeway_s: float = LEEWAY_S, jwks_ttl_s: float = 300.0,
-                 refetch_interval_s: float = 10.0, timeout_s: float = 5.0,
+                 refetch_interval_s: float = 1.0, timeout_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
