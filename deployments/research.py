@@ -175,6 +175,51 @@ def add_source_routes(api: FastAPI) -> None:
         return JSONResponse({"results": results}, status_code=status)
 
 
+class SourceIngestion:
+    """Pages fetched under a tenant's allowlist and limits, then ingested by the knowledge index
+    (through its Serve handle): for `POST /research/sources` and for runs given `options.sources`."""
+
+    def __init__(self, allowlists: Any, fetcher: Any, handle_timeout_s: float) -> None:
+        self.allowlists, self.fetcher, self.handle_timeout_s = allowlists, fetcher, handle_timeout_s
+
+    def fetch_and_ingest(self, tenant: str, urls: list[str], max_bytes: int | None = None,
+                         timeout_s: float | None = None, correlation_id: str | None = None) -> list[dict[str, Any]]:
+        from stratmaster.research.sources import SourceRefused
+
+        allowlist = self.allowlists.get(tenant)
+        results: list[dict[str, Any]] = []
+        fetched = []
+        for url in urls:
+            try:
+                source = self.fetcher.fetch(url, allowlist, max_bytes=max_bytes, timeout_s=timeout_s)
+            except SourceRefused as exc:
+                results.append({"url": url, "status": "refused", "code": exc.code, "reason": exc.message})
+                continue
+            fetched.append((len(results), source))
+            results.append({"url": url, "status": "fetched", "provenance": source.provenance})
+        if fetched:
+            handle = serve.get_deployment_handle("KnowledgeIndex", app_name="knowledge")
+            envelope = handle.ingest.remote(tenant, [s.document() for _, s in fetched], correlation_id).result(
+                timeout_s=self.handle_timeout_s * 6)
+            outcomes = envelope.get("result", {}).get("results") if "result" in envelope else None
+            for number, (index, source) in enumerate(fetched):
+                outcome = outcomes[number] if outcomes else {"status": "failed", "error": envelope.get("error")}
+                stored = outcome["status"] in ("created", "updated", "unchanged")
+                results[index].update(status="ingested" if stored else "failed",
+                                      document_id=source.document()["id"], ingest=outcome["status"],
+                                      **({} if stored else {"reason": str(outcome.get("error"))}))
+        return results
+
+    @classmethod
+    def for_settings(cls, settings: Any, handle_timeout_s: float) -> SourceIngestion:
+        from stratmaster.db.engine import create_db_engine
+        from stratmaster.research.allowlists import AllowlistRepository
+        from stratmaster.research.sources import SourceFetcher
+
+        return cls(AllowlistRepository(create_db_engine(settings.effective_database_url)), SourceFetcher(),
+                   handle_timeout_s)
+
+
 def default_ports() -> Any:
     """Ports for a research worker on the platform's Ray cluster (a Temporal worker actor or
     `python -m stratmaster.research.temporal_worker` beside it): search through the knowledge
@@ -186,7 +231,9 @@ def default_ports() -> Any:
 
     if not ray.is_initialized():
         ray.init(address="auto", namespace="stratmaster", logging_level="WARNING")
-    return LocalPorts.for_settings(load_settings(), _knowledge_search(30.0))
+    settings = load_settings()
+    sources = SourceIngestion.for_settings(settings, 30.0)
+    return LocalPorts.for_settings(settings, _knowledge_search(30.0), fetch_sources=sources.fetch_and_ingest)
 
 
 def _knowledge_search(timeout_s: float):
@@ -221,9 +268,9 @@ class ResearchIngress(ServiceIngress):
         engine = create_db_engine(settings.effective_database_url)
         self.runs = ResearchRunRepository(engine)
         self.allowlists = AllowlistRepository(engine)
-        self.fetcher = SourceFetcher()
-        self.handle_timeout_s = args.handle_timeout_s
-        self.ports = LocalPorts.for_settings(settings, _knowledge_search(args.handle_timeout_s))
+        self.sources = SourceIngestion(self.allowlists, SourceFetcher(), args.handle_timeout_s)
+        self.ports = LocalPorts.for_settings(settings, _knowledge_search(args.handle_timeout_s),
+                                             fetch_sources=self.sources.fetch_and_ingest)
         self.orchestrator = "temporal" if settings.temporal_address else "embedded"
         # A service that is still starting (the index after a restart) gets ~30 s of retries.
         self.runner = EmbeddedRunner(self.runs, self.ports, max_attempts=5, backoff_s=2.0)
@@ -266,32 +313,7 @@ class ResearchIngress(ServiceIngress):
 
     def fetch_and_ingest(self, tenant: str, urls: list[str], max_bytes: int | None, timeout_s: float | None,
                          correlation_id: str | None) -> list[dict[str, Any]]:
-        """Each URL fetched under the tenant's allowlist and limits, then ingested by the knowledge index."""
-        from stratmaster.research.sources import SourceRefused
-
-        allowlist = self.allowlists.get(tenant)
-        results: list[dict[str, Any]] = []
-        fetched = []
-        for url in urls:
-            try:
-                source = self.fetcher.fetch(url, allowlist, max_bytes=max_bytes, timeout_s=timeout_s)
-            except SourceRefused as exc:
-                results.append({"url": url, "status": "refused", "code": exc.code, "reason": exc.message})
-                continue
-            fetched.append((len(results), source))
-            results.append({"url": url, "status": "fetched", "provenance": source.provenance})
-        if fetched:
-            handle = serve.get_deployment_handle("KnowledgeIndex", app_name="knowledge")
-            envelope = handle.ingest.remote(tenant, [s.document() for _, s in fetched], correlation_id).result(
-                timeout_s=self.handle_timeout_s * 6)
-            outcomes = envelope.get("result", {}).get("results") if "result" in envelope else None
-            for number, (index, source) in enumerate(fetched):
-                outcome = outcomes[number] if outcomes else {"status": "failed", "error": envelope.get("error")}
-                stored = outcome["status"] in ("created", "updated", "unchanged")
-                results[index].update(status="ingested" if stored else "failed",
-                                      document_id=source.document()["id"], ingest=outcome["status"],
-                                      **({} if stored else {"reason": str(outcome.get("error"))}))
-        return results
+        return self.sources.fetch_and_ingest(tenant, urls, max_bytes, timeout_s, correlation_id)
 
     def build_api(self) -> FastAPI:
         return research_api(self.service, self.description)

@@ -20,6 +20,7 @@ from typing import Any
 from stratmaster.research.workflow import StepFailed
 
 SearchFunction = Callable[[str, dict[str, Any]], dict[str, Any]]  # (tenant, SearchRequest dict) -> SearchResponse
+FetchFunction = Callable[[str, list[str]], list[dict[str, Any]]]  # (tenant, urls) -> a result per URL
 
 
 def hit_view(hit: dict[str, Any]) -> dict[str, Any]:
@@ -48,14 +49,15 @@ class _LoopThread:
 
 class LocalPorts:
     def __init__(self, search: SearchFunction, router: Any, counter: Any, embed: Any = None,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, fetch_sources: FetchFunction | None = None) -> None:
         self._search, self._router, self._counter, self._embed = search, router, counter, embed
+        self._fetch = fetch_sources
         self._timeout = timeout_s
         self._loop = _LoopThread()
 
     @classmethod
     def for_settings(cls, settings: Any, search: SearchFunction, catalogue_path: Any = None,
-                     embed: Any = None) -> LocalPorts:
+                     embed: Any = None, fetch_sources: FetchFunction | None = None) -> LocalPorts:
         """Ports on the platform's database and the router's catalogue (configs/router/models.yaml)."""
         from pathlib import Path
 
@@ -70,7 +72,7 @@ class LocalPorts:
                                    "models.yaml")
         router = Router(catalogue, RouterRepository(create_db_engine(settings.effective_database_url)),
                         build_providers(catalogue), recommender_enabled=settings.enable_model_recommender_v2)
-        return cls(search, router, WordpieceCounter(), embed)
+        return cls(search, router, WordpieceCounter(), embed, fetch_sources=fetch_sources)
 
     def search(self, tenant: str, query: str, *, k: int, filters: dict[str, Any] | None) -> list[dict[str, Any]]:
         request: dict[str, Any] = {"query": query[:4000], "k": k, "mode": "hybrid"}
@@ -83,6 +85,16 @@ class LocalPorts:
         except Exception as exc:  # noqa: BLE001 - the index down or restarting: worth a retry
             raise StepFailed(f"search failed: {type(exc).__name__}: {exc}") from exc
         return [hit_view(hit) for hit in answer["hits"]]
+
+    def fetch_sources(self, tenant: str, urls: list[str]) -> list[dict[str, Any]]:
+        if self._fetch is None:
+            raise StepFailed("fetching sources is not available to this worker", retryable=False)
+        try:
+            return self._fetch(tenant, urls)
+        except StepFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the index down or restarting: worth a retry
+            raise StepFailed(f"fetching sources failed: {type(exc).__name__}: {exc}") from exc
 
     def complete(self, tenant: str, task: str, messages: list[dict[str, str]]) -> dict[str, Any]:
         from stratmaster.router.schemas import completion_body

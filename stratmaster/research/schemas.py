@@ -26,6 +26,9 @@ class ResearchOptions(_Strict):
     max_claims: int = Field(12, ge=1, le=50)
     evidence_tokens: int = Field(1200, ge=100, le=32_000,
                                  description="The synthesis model's budget for evidence (compression target)")
+    sources: list[str] = Field(default_factory=list, max_length=20,
+                               description="Web pages to fetch (on the tenant's allowlist) and ingest before "
+                                           "searching; refusals are listed in the run, not fatal")
 
 
 class ResearchRequest(_Strict):

@@ -7,8 +7,10 @@ orchestrator can run it, retry it, or resume after it. Rules a reader may need:
   their clauses split at ";" - sent to the router's `plan` task as context. A language
   model rewrites them its own way (one per line); the built-in `local` provider selects the
   candidates that share terms with the question. The whole question is always searched too.
-- **gather**: hybrid search per question within the run's scope; hits merged by chunk,
-  keeping the best score and which questions found it.
+- **gather**: first the pages in `options.sources` are fetched and ingested (allowlist,
+  robots.txt and limits: stratmaster/research/sources.py; refusals are listed, not fatal),
+  then hybrid search per question within the run's scope; hits merged by chunk, keeping the
+  best score and which questions found it.
 - **extract**: claims come from the gathered chunks of the `EVIDENCE_DOCUMENTS` best-ranked
   documents (a document found by several of the questions ranks higher); every sentence of
   them that shares at least `MIN_SHARED_TERMS` content terms with the questions (and is 6
@@ -127,8 +129,12 @@ def plan(run: RunInput, outputs: Mapping[str, dict[str, Any]], ports: Ports) -> 
 @step("gather")
 def gather(run: RunInput, outputs: Mapping[str, dict[str, Any]], ports: Ports) -> dict[str, Any]:
     request = _request(run)
+    fetched = ports.fetch_sources(run.tenant, request.options.sources) if request.options.sources else []
     queries = [request.question, *outputs["plan"]["subquestions"]]
     filters = request.scope.model_dump(exclude_none=True) or None
+    if filters and filters.get("document_ids") is not None:  # fetched pages join a scope that names documents
+        filters["document_ids"] = [*filters["document_ids"],
+                                   *(r["document_id"] for r in fetched if r.get("status") == "ingested")]
     merged: dict[str, dict[str, Any]] = {}
     for query in queries:
         for hit in ports.search(run.tenant, query, k=request.options.hits_per_question, filters=filters):
@@ -139,7 +145,7 @@ def gather(run: RunInput, outputs: Mapping[str, dict[str, Any]], ports: Ports) -
                 kept["score"] = max(kept["score"], hit["score"])
                 kept["queries"].append(query)
     hits = sorted(merged.values(), key=lambda h: (-h["score"], h["chunk_id"]))[:MAX_HITS]
-    return {"queries": queries, "hits": hits}
+    return {"queries": queries, "hits": hits, "sources": fetched}
 
 
 # --- extract ---------------------------------------------------------------------------------

@@ -59,6 +59,10 @@ class Ports(Protocol):
         """The compression service's answer for these chunks."""
         ...
 
+    def fetch_sources(self, tenant: str, urls: list[str]) -> list[dict[str, Any]]:
+        """Fetch pages on the tenant's allowlist and ingest them; a result per URL (ingested or why not)."""
+        ...
+
 
 StepFunction = Callable[[RunInput, Mapping[str, dict[str, Any]], Ports], dict[str, Any]]
 _REGISTRY: dict[str, StepFunction] = {}

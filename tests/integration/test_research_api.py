@@ -91,9 +91,13 @@ def test_allowed_pages_are_fetched_ingested_and_found(http, auth, issuer):
             pass
 
         def do_GET(self) -> None:  # noqa: N802
-            body, status = (b"<html><head><title>Tariff memo</title></head><body><p>The zyxquartz tariff cut "
-                            b"freight costs by a third.</p></body></html>", 200) if self.path == "/memo" \
-                else (b"User-agent: *\nDisallow: /private\n", 200) if self.path == "/robots.txt" else (b"", 404)
+            pages = {"/memo": b"<html><head><title>Tariff memo</title></head><body><p>The zyxquartz tariff cut "
+                              b"freight costs by a third.</p></body></html>",
+                     "/levy": b"<html><head><title>Levy note</title></head><body><p>The qorvane levy doubled "
+                              b"import prices in the second quarter. Importers passed the qorvane levy on to "
+                              b"shoppers.</p></body></html>",
+                     "/robots.txt": b"User-agent: *\nDisallow: /private\n"}
+            body, status = (pages[self.path], 200) if self.path in pages else (b"", 404)
             self.send_response(status)
             self.send_header("Content-Type", "text/plain" if self.path == "/robots.txt" else "text/html")
             self.send_header("Content-Length", str(len(body)))
@@ -122,5 +126,16 @@ def test_allowed_pages_are_fetched_ingested_and_found(http, auth, issuer):
         hits = http.post("/knowledge/search", json={"query": "zyxquartz tariff", "mode": "keyword"},
                          headers=auth).json()["hits"]
         assert hits and hits[0]["document_id"] == fetched["document_id"]
+
+        # a run can fetch its own pages first; refusals are listed, not fatal
+        run = http.post("/research/runs", headers=auth, json={
+            "question": "What did the qorvane levy do to import prices?",
+            "options": {"sources": [f"{site}/levy", "https://not-allowed.example/page"]}}).json()
+        done = wait(http, run["id"], auth)
+        assert done["status"] == "complete", done
+        cited = {c["document_id"] for claim in done["result"]["brief"]["claims"] for c in claim["citations"]}
+        sources = {s["title"]: s for s in done["result"]["brief"]["sources"]}
+        assert "Levy note" in sources and sources["Levy note"]["link"] == f"{site}/levy"
+        assert sources["Levy note"]["document_id"] in cited
     finally:
         server.shutdown()

@@ -147,3 +147,29 @@ def test_cancel_between_steps(runs):
     runs.request_cancel("acme", run.id)
     assert EmbeddedRunner(runs, FakePorts()).run(run.id) == "cancelled"
     assert runs.step_outputs(run.id) == {}
+
+
+def test_a_runs_own_sources_are_fetched_before_searching_and_refusals_do_not_stop_it():
+    class WithSources(FakePorts):
+        def fetch_sources(self, tenant: str, urls: list[str]) -> list[dict[str, Any]]:
+            self.calls.append("fetch")
+            return [{"url": url, "status": "refused", "code": "not_allowed", "reason": "not on the allowlist"}
+                    for url in urls]
+
+    ports = WithSources()
+    outputs = run_all({"question": QUESTION, "options": {"sources": ["https://elsewhere.example/x"]}}, ports)
+    assert ports.calls[:2] == ["plan", "fetch"]
+    assert outputs["gather"]["sources"][0]["code"] == "not_allowed"
+    assert outputs["verify"]["brief"]["claims"], "the run went on with the tenant's own documents"
+
+
+def test_ports_without_a_fetcher_refuse_sources_plainly():
+    from stratmaster.research.ports import LocalPorts
+
+    ports = LocalPorts(lambda tenant, request: {"hits": []}, router=None, counter=None)
+    try:
+        with pytest.raises(StepFailed, match="not available") as refused:
+            ports.fetch_sources("acme", ["https://example.org"])
+        assert not refused.value.retryable
+    finally:
+        ports.close()
