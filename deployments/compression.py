@@ -102,6 +102,22 @@ class CompressionIngress(ServiceIngress):
     service = "compression"
     description = DESCRIPTION
 
+    async def compress_for(self, query: str | None, chunks: list[dict[str, str]], target_tokens: int,
+                           correlation_id: str | None = None) -> dict[str, Any]:
+        """Handle method for the other services (research): extractive compression to a budget with
+        this replica's tokenizer, as an envelope {"result": ...} or {"error": ...}."""
+        from stratmaster.compression import BudgetTooSmall, Chunk, compress
+        from stratmaster.logs import correlation_scope
+
+        with correlation_scope(correlation_id):
+            counter = await asyncio.to_thread(self.runtime.token_counter)
+            try:
+                result = await asyncio.to_thread(compress, query, [Chunk(c["id"], c["text"]) for c in chunks],
+                                                 target_tokens, None, "extractive", counter, None)
+            except BudgetTooSmall as exc:
+                return {"error": {"status": 422, "code": "budget_too_small", "message": str(exc)}}
+            return {"result": asdict(result)}
+
     def build_api(self) -> FastAPI:
         return compression_api(self.service, self.description)
 

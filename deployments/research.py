@@ -5,10 +5,10 @@
   status, current step, progress and, once finished, the result; `GET /research/runs`
   lists the tenant's runs; `POST /research/runs/{id}/cancel` stops it between steps;
   `GET /research/runs/{id}/brief?format=json|markdown` exports the brief.
-- Runs execute on the embedded runner in this replica (stratmaster/research/runner.py);
-  unfinished runs resume when the replica starts. The steps search through the knowledge
-  index's Serve handle and route model calls through a `Router` on the router service's
-  catalogue and database (stratmaster/research/ports.py).
+- Runs execute on the embedded runner in this replica (stratmaster/research/runner.py), or
+  on Temporal workers when TEMPORAL_ADDRESS is set; unfinished runs resume when the replica
+  starts. The steps reach the knowledge index, the router and the compression service through
+  their Serve handles (`service_ports`).
 """
 
 from __future__ import annotations
@@ -222,31 +222,42 @@ class SourceIngestion:
 
 def default_ports() -> Any:
     """Ports for a research worker on the platform's Ray cluster (a Temporal worker actor or
-    `python -m stratmaster.research.temporal_worker` beside it): search through the knowledge
-    index's Serve handle, models through a Router on the router's catalogue and database."""
+    `python -m stratmaster.research.temporal_worker` beside it): the services' Serve handles."""
     import ray
 
-    from stratmaster.research.ports import LocalPorts
     from stratmaster.settings import load_settings
 
     if not ray.is_initialized():
         ray.init(address="auto", namespace="stratmaster", logging_level="WARNING")
-    settings = load_settings()
-    sources = SourceIngestion.for_settings(settings, 30.0)
-    return LocalPorts.for_settings(settings, _knowledge_search(30.0), fetch_sources=sources.fetch_and_ingest)
+    return service_ports(30.0, SourceIngestion.for_settings(load_settings(), 30.0).fetch_and_ingest)
+
+
+def service_ports(timeout_s: float, fetch_sources: Any) -> Any:
+    """Every step's call goes to the service that owns it, through its Serve handle: search to
+    the knowledge index, completions to the router, compression to the compression service."""
+    from stratmaster.research.ports import LocalPorts, unwrap
+
+    def complete(tenant: str, task: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+        handle = serve.get_deployment_handle("RouterIngress", app_name="router")
+        return unwrap(handle.complete_for.remote(tenant, task, messages, current_correlation_id())
+                      .result(timeout_s=max(timeout_s, 60.0)), "router")
+
+    def compress(tenant: str, query: str, chunks: list[dict[str, str]], target_tokens: int) -> dict[str, Any]:
+        handle = serve.get_deployment_handle("CompressionIngress", app_name="compression")
+        return unwrap(handle.compress_for.remote(query, chunks, target_tokens, current_correlation_id())
+                      .result(timeout_s=timeout_s), "compression")
+
+    return LocalPorts(_knowledge_search(timeout_s), complete, compress, fetch_sources)
 
 
 def _knowledge_search(timeout_s: float):
     """Search through the knowledge index's handle (it owns the embedded stores), from a worker thread."""
-    from stratmaster.research.workflow import StepFailed
+    from stratmaster.research.ports import unwrap
 
     def search(tenant: str, request: dict[str, Any]) -> dict[str, Any]:
         handle = serve.get_deployment_handle("KnowledgeIndex", app_name="knowledge")
-        envelope = handle.search.remote(tenant, request, current_correlation_id()).result(timeout_s=timeout_s)
-        if "error" in envelope:
-            error = envelope["error"]
-            raise StepFailed(f"search: {error['message']}", retryable=error["status"] >= 500)
-        return envelope["result"]
+        return unwrap(handle.search.remote(tenant, request, current_correlation_id()).result(timeout_s=timeout_s),
+                      "search")
     return search
 
 
@@ -260,7 +271,6 @@ class ResearchIngress(ServiceIngress):
         super().__init__(args)
         from stratmaster.db.engine import create_db_engine
         from stratmaster.research.allowlists import AllowlistRepository
-        from stratmaster.research.ports import LocalPorts
         from stratmaster.research.runner import EmbeddedRunner
         from stratmaster.research.sources import SourceFetcher
 
@@ -269,8 +279,7 @@ class ResearchIngress(ServiceIngress):
         self.runs = ResearchRunRepository(engine)
         self.allowlists = AllowlistRepository(engine)
         self.sources = SourceIngestion(self.allowlists, SourceFetcher(), args.handle_timeout_s)
-        self.ports = LocalPorts.for_settings(settings, _knowledge_search(args.handle_timeout_s),
-                                             fetch_sources=self.sources.fetch_and_ingest)
+        self.ports = service_ports(args.handle_timeout_s, self.sources.fetch_and_ingest)
         self.orchestrator = "temporal" if settings.temporal_address else "embedded"
         # A service that is still starting (the index after a restart) gets ~30 s of retries.
         self.runner = EmbeddedRunner(self.runs, self.ports, max_attempts=5, backoff_s=2.0)

@@ -173,6 +173,19 @@ class RouterIngress(ServiceIngress):
                                 backend="catalogue", embedded=True,
                                 detail=f"{len(available)} models available: {', '.join(available)}")]
 
+    async def complete_for(self, tenant: str, task: str, messages: list[dict[str, str]],
+                           correlation_id: str | None = None) -> dict[str, Any]:
+        """Handle method for the other services (research): a routed completion for a tenant the
+        caller has verified, as an envelope {"result": chat.completion} or {"error": ...}."""
+        from stratmaster.logs import correlation_scope
+
+        with correlation_scope(correlation_id):
+            try:
+                done = await self.router.complete(tenant, task, messages, request_id=correlation_id)
+            except RoutingError as exc:
+                return {"error": {"status": exc.status, "code": exc.code, "message": exc.message}}
+            return {"result": completion_body(done)}
+
     def build_api(self) -> FastAPI:
         return router_api(self.service, self.description)
 

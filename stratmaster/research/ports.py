@@ -1,12 +1,12 @@
-"""How research steps reach the other services.
+"""How research steps reach the other services: four functions behind the `Ports` protocol.
 
-`LocalPorts` calls the services' own domain objects in this process: the knowledge
-service's search, the router (its catalogue, policies, budgets and cost ledger in the
-platform database) and the compression method. The research service runs its steps with
-it, the knowledge index reached through its Serve handle (`search` given as a function),
-since the index owns the embedded stores. Router calls go through a `Router` built from the
-same catalogue and database as the router service's, so policy, budget and ledger are the
-router's; its cooldowns are this process's own.
+On the platform (deployments/research.py `service_ports`) each is a Serve handle call: search
+to the knowledge index (it owns the embedded stores), completions to the router service (its
+policies, budgets, cooldowns and ledger), compression to the compression service, and source
+fetching through the research service's own allowlist and fetcher. `LocalPorts.for_settings`
+builds the same ports in one process instead - a `Router` on the router's catalogue and the
+platform database, the compression library - for benchmarks and tests that run steps
+without a cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 from stratmaster.research.workflow import StepFailed
 
 SearchFunction = Callable[[str, dict[str, Any]], dict[str, Any]]  # (tenant, SearchRequest dict) -> SearchResponse
+CompleteFunction = Callable[[str, str, list[dict[str, str]]], dict[str, Any]]  # -> chat.completion + routing
+CompressFunction = Callable[[str, str, list[dict[str, str]], int], dict[str, Any]]  # -> CompressionResult dict
 FetchFunction = Callable[[str, list[str]], list[dict[str, Any]]]  # (tenant, urls) -> a result per URL
 
 
@@ -28,6 +30,14 @@ def hit_view(hit: dict[str, Any]) -> dict[str, Any]:
     return {"chunk_id": hit["chunk_id"], "document_id": hit["document_id"], "text": hit["text"],
             "score": float(hit["score"]), "title": provenance.get("title"), "source": provenance.get("source"),
             "chunk_start": hit.get("start", 0)}
+
+
+def unwrap(envelope: dict[str, Any], what: str) -> Any:
+    """A service's {"result"} or {"error": {status, code, message}}; 5xx errors are worth a retry."""
+    if "error" in envelope:
+        error = envelope["error"]
+        raise StepFailed(f"{what}: {error['message']}", retryable=int(error.get("status", 500)) >= 500)
+    return envelope["result"]
 
 
 class _LoopThread:
@@ -48,76 +58,76 @@ class _LoopThread:
 
 
 class LocalPorts:
-    def __init__(self, search: SearchFunction, router: Any, counter: Any, embed: Any = None,
-                 timeout_s: float = 60.0, fetch_sources: FetchFunction | None = None) -> None:
-        self._search, self._router, self._counter, self._embed = search, router, counter, embed
-        self._fetch = fetch_sources
-        self._timeout = timeout_s
-        self._loop = _LoopThread()
+    def __init__(self, search: SearchFunction, complete: CompleteFunction | None = None,
+                 compress: CompressFunction | None = None, fetch_sources: FetchFunction | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
+        self._search, self._complete, self._compress, self._fetch = search, complete, compress, fetch_sources
+        self._on_close = on_close
 
     @classmethod
     def for_settings(cls, settings: Any, search: SearchFunction, catalogue_path: Any = None,
-                     embed: Any = None, fetch_sources: FetchFunction | None = None) -> LocalPorts:
-        """Ports on the platform's database and the router's catalogue (configs/router/models.yaml)."""
+                     embed: Any = None, fetch_sources: FetchFunction | None = None,
+                     timeout_s: float = 60.0) -> LocalPorts:
+        """In one process: a Router on the platform's database and the router's catalogue
+        (configs/router/models.yaml), and the compression library with the WordPiece counter."""
+        from dataclasses import asdict
         from pathlib import Path
 
+        from stratmaster.compression import BudgetTooSmall, Chunk, compress
         from stratmaster.db.engine import create_db_engine
         from stratmaster.knowledge.chunking import WordpieceCounter
         from stratmaster.router.catalogue import load_catalogue
         from stratmaster.router.repository import RouterRepository
-        from stratmaster.router.service import Router, build_providers
+        from stratmaster.router.schemas import completion_body
+        from stratmaster.router.service import Router, RoutingError, build_providers
 
         root = Path(__file__).resolve().parents[2]
         catalogue = load_catalogue(Path(catalogue_path) if catalogue_path else root / "configs" / "router" /
                                    "models.yaml")
         router = Router(catalogue, RouterRepository(create_db_engine(settings.effective_database_url)),
                         build_providers(catalogue), recommender_enabled=settings.enable_model_recommender_v2)
-        return cls(search, router, WordpieceCounter(), embed, fetch_sources=fetch_sources)
+        loop, counter = _LoopThread(), WordpieceCounter()
+
+        def complete_in_process(tenant: str, task: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+            try:
+                return completion_body(loop.run(router.complete(tenant, task, messages), timeout_s))
+            except RoutingError as exc:  # an exhausted budget stays exhausted within a run: no retry
+                raise StepFailed(f"router: {exc}", retryable=exc.status >= 500) from exc
+
+        def compress_in_process(tenant: str, query: str, chunks: list[dict[str, str]], target: int) -> dict:
+            try:
+                return asdict(compress(query, [Chunk(c["id"], c["text"]) for c in chunks], target, None,
+                                       "extractive", counter, embed))
+            except BudgetTooSmall as exc:
+                raise StepFailed(f"compression: {exc}", retryable=False) from exc
+
+        return cls(search, complete_in_process, compress_in_process, fetch_sources, on_close=loop.close)
+
+    def _call(self, what: str, function: Callable[..., Any] | None, *args: Any) -> Any:
+        if function is None:
+            raise StepFailed(f"{what} is not available to this worker", retryable=False)
+        try:
+            return function(*args)
+        except StepFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a service down or restarting: worth a retry
+            raise StepFailed(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
     def search(self, tenant: str, query: str, *, k: int, filters: dict[str, Any] | None) -> list[dict[str, Any]]:
         request: dict[str, Any] = {"query": query[:4000], "k": k, "mode": "hybrid"}
         if filters:
             request["filters"] = filters
-        try:
-            answer = self._search(tenant, request)
-        except StepFailed:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the index down or restarting: worth a retry
-            raise StepFailed(f"search failed: {type(exc).__name__}: {exc}") from exc
-        return [hit_view(hit) for hit in answer["hits"]]
-
-    def fetch_sources(self, tenant: str, urls: list[str]) -> list[dict[str, Any]]:
-        if self._fetch is None:
-            raise StepFailed("fetching sources is not available to this worker", retryable=False)
-        try:
-            return self._fetch(tenant, urls)
-        except StepFailed:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the index down or restarting: worth a retry
-            raise StepFailed(f"fetching sources failed: {type(exc).__name__}: {exc}") from exc
+        return [hit_view(hit) for hit in self._call("search", self._search, tenant, request)["hits"]]
 
     def complete(self, tenant: str, task: str, messages: list[dict[str, str]]) -> dict[str, Any]:
-        from stratmaster.router.schemas import completion_body
-        from stratmaster.router.service import RoutingError
-
-        try:
-            done = self._loop.run(self._router.complete(tenant, task, messages), self._timeout)
-        except RoutingError as exc:
-            # An exhausted budget stays exhausted within a run: not worth a retry.
-            raise StepFailed(f"router: {exc}", retryable=getattr(exc, "status", 503) >= 500) from exc
-        return completion_body(done)
+        return self._call("routing a completion", self._complete, tenant, task, messages)
 
     def compress(self, tenant: str, query: str, chunks: list[dict[str, str]], target_tokens: int) -> dict[str, Any]:
-        from dataclasses import asdict
+        return self._call("compression", self._compress, tenant, query, chunks, target_tokens)
 
-        from stratmaster.compression import BudgetTooSmall, Chunk, compress
-
-        try:
-            result = compress(query, [Chunk(c["id"], c["text"]) for c in chunks], target_tokens, None,
-                              "extractive", self._counter, self._embed)
-        except BudgetTooSmall as exc:
-            raise StepFailed(f"compression: {exc}", retryable=False) from exc
-        return asdict(result)
+    def fetch_sources(self, tenant: str, urls: list[str]) -> list[dict[str, Any]]:
+        return self._call("fetching sources", self._fetch, tenant, urls)
 
     def close(self) -> None:
-        self._loop.close()
+        if self._on_close is not None:
+            self._on_close()

@@ -9,7 +9,7 @@ was running is retried elsewhere after its heartbeat timeout.
 
 On the Ray cluster (what tests/integration/test_research_temporal.py does in the platform)::
 
-    make_ports = functools.partial(LocalPorts.for_settings, settings, knowledge_search)
+    make_ports = "deployments.research:default_ports"  # the services' Serve handles
     handles = start_worker_actors(2, settings.temporal_address, settings.effective_database_url,
                                   make_ports=make_ports, name_prefix=WORKER_ACTOR_PREFIX)
     ray.get([h.ready.remote() for h in handles])

@@ -543,8 +543,7 @@ def test_a_run_on_temporal_workers_in_the_platform_uses_the_real_services(platfo
     import httpx
     import ray
 
-    from deployments.research import _knowledge_search
-    from stratmaster.research.ports import LocalPorts
+    from deployments.research import service_ports
     from stratmaster.research.temporal_worker import start_worker_actors
 
     tenant = "research-temporal-it"
@@ -558,7 +557,7 @@ def test_a_run_on_temporal_workers_in_the_platform_uses_the_real_services(platfo
     record, _ = repository.create(tenant, {"question": "Did urban customers leave after the premium price rise?"},
                                   ORCHESTRATOR)
     task_queue = f"research-test-{uuid.uuid4().hex[:8]}"
-    make_ports = functools.partial(LocalPorts.for_settings, settings, _knowledge_search(30.0))
+    make_ports = functools.partial(service_ports, 30.0, None)  # the services' Serve handles
     [worker] = start_worker_actors(1, temporal_server.address, settings.effective_database_url,
                                    make_ports=make_ports, task_queue=task_queue)
 

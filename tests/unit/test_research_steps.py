@@ -166,7 +166,7 @@ def test_a_runs_own_sources_are_fetched_before_searching_and_refusals_do_not_sto
 def test_ports_without_a_fetcher_refuse_sources_plainly():
     from stratmaster.research.ports import LocalPorts
 
-    ports = LocalPorts(lambda tenant, request: {"hits": []}, router=None, counter=None)
+    ports = LocalPorts(lambda tenant, request: {"hits": []})
     try:
         with pytest.raises(StepFailed, match="not available") as refused:
             ports.fetch_sources("acme", ["https://example.org"])
