@@ -7,18 +7,15 @@ cluster) against the real OIDC provider process of tests/oidc on loopback ports.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from serverenv import free_loopback_port
+from platform_process import platform_process
 from test_oidc_provider import CLIENT, Provider, _start
 
-from bench.platform_bench import Platform
 from stratmaster.identity import LocalIssuer
 
 pytestmark = pytest.mark.cluster
@@ -36,25 +33,9 @@ def provider() -> Iterator[Provider]:
 
 @pytest.fixture(scope="module")
 def keycloak_platform(provider) -> Iterator[tuple[str, Path]]:
-    data_dir = Path(tempfile.mkdtemp(prefix="sm-oidc-"))
-    port = free_loopback_port()
-    env = {**os.environ, "STRATMASTER_DATA_DIR": str(data_dir), "STRATMASTER_HTTP_PORT": str(port),
-           "STRATMASTER_METRICS_PORT": str(free_loopback_port()), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "KEYCLOAK_URL": provider.base, "KEYCLOAK_REALM": "stratmaster", "KEYCLOAK_CLIENT_ID": CLIENT,
-           "PYTHONUNBUFFERED": "1"}
-    for name in ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "TEMPORAL_ADDRESS"):
-        env.pop(name, None)
-    platform = Platform(env, data_dir / "platform.log")
-    platform.start()
-    try:
-        deadline = time.monotonic() + 300
-        while platform.cli_ready is None:
-            if platform.exited() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the platform did not start:\n{platform.tail()}")
-            time.sleep(1)
-        yield f"http://127.0.0.1:{port}", data_dir
-    finally:
-        platform.stop()
+    with platform_process("sm-oidc-", {"KEYCLOAK_URL": provider.base, "KEYCLOAK_REALM": "stratmaster",
+                                       "KEYCLOAK_CLIENT_ID": CLIENT}) as running:
+        yield running
 
 
 def test_every_service_takes_keycloak_tokens_and_only_those(keycloak_platform, provider):

@@ -10,18 +10,15 @@ the real Temporal dev server.
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from serverenv import free_loopback_port
+from platform_process import platform_process
 from temporal_fixtures import temporal_server  # noqa: F401 - the session fixture
 
-from bench.platform_bench import Platform
 from stratmaster.identity import LocalIssuer
 
 pytestmark = pytest.mark.cluster
@@ -29,30 +26,10 @@ pytestmark = pytest.mark.cluster
 QUESTION = "Did urban customers leave after the premium price rise?"
 
 
-def _free_port() -> int:
-    return free_loopback_port()
-
-
 @pytest.fixture(scope="module")
 def temporal_platform(temporal_server) -> Iterator[tuple[str, Path]]:  # noqa: F811 - the fixture
-    data_dir = Path(tempfile.mkdtemp(prefix="sm-temporal-"))
-    port = _free_port()
-    env = {**os.environ, "STRATMASTER_DATA_DIR": str(data_dir), "STRATMASTER_HTTP_PORT": str(port),
-           "STRATMASTER_METRICS_PORT": str(_free_port()), "TEMPORAL_ADDRESS": temporal_server.address,
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONUNBUFFERED": "1"}
-    for name in ("DATABASE_URL", "REDIS_URL", "KEYCLOAK_URL", "RAY_ADDRESS"):
-        env.pop(name, None)
-    platform = Platform(env, data_dir / "platform.log")
-    platform.start()
-    try:
-        deadline = time.monotonic() + 300
-        while platform.cli_ready is None:
-            if platform.exited() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the platform did not start:\n{platform.tail()}")
-            time.sleep(1)
-        yield f"http://127.0.0.1:{port}", data_dir
-    finally:
-        platform.stop()
+    with platform_process("sm-temporal-", {"TEMPORAL_ADDRESS": temporal_server.address}) as running:
+        yield running
 
 
 def test_a_question_runs_as_a_temporal_workflow_to_a_verified_brief(temporal_platform, temporal_server):  # noqa: F811
