@@ -313,16 +313,11 @@ def synthesize(run: RunInput, outputs: Mapping[str, dict[str, Any]], ports: Port
                      for i, claim in enumerate(claims)}
     evidence = "\n".join(f"[{i + 1}] {claim['text']}" for i, claim in enumerate(claims))
     compressed = "\n".join(c["text"] for c in outputs["compress"]["chunks"])
-    messages = [{"role": "system", "content": f"{SYNTHESIS_INSTRUCTIONS}\n\nEvidence:\n{evidence}"},
-                {"role": "user", "content": f"Context (compressed): {compressed}\n\nQuestion: {request.question}"}] \
-        if claims else [{"role": "user", "content": request.question}]
+    content, model, call_id = "", "", None
     if claims:
-        # The local provider picks evidence lines; it must see them as the candidates.
-        messages = [{"role": "system", "content": f"{SYNTHESIS_INSTRUCTIONS}"},
-                    {"role": "user", "content": f"{evidence}\n\n{request.question}"}] \
-            if False else messages
-    content, model, call_id = _answer(ports.complete(run.tenant, "synthesize", messages)) if claims \
-        else ("", "", None)
+        messages = [{"role": "system", "content": f"{SYNTHESIS_INSTRUCTIONS}\n\nEvidence:\n{evidence}"},
+                    {"role": "user", "content": f"Context (compressed): {compressed}\n\nQuestion: {request.question}"}]
+        content, model, call_id = _answer(ports.complete(run.tenant, "synthesize", messages))
     notes: list[str] = []
     parsed = _parse_json(content) if model != LOCAL_MODEL else None
     if parsed is not None:
