@@ -31,6 +31,7 @@ from stratmaster.db.engine import create_db_engine
 from stratmaster.evals.gates import gate_table
 from stratmaster.evals.runs import EvalRunRecord, EvalRunRepository, RunFiles, entrypoint, refresh
 from stratmaster.identity import Principal
+from stratmaster.logs import current_correlation_id
 from stratmaster.settings import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +162,6 @@ class EvalsIngress(ServiceIngress):
     def __init__(self, args: ServiceArgs) -> None:
         super().__init__(args)
         self._jobs: Any = None
-        self._router: Any = None
         settings = self.runtime.settings
         self.runs = EvalRunRepository(create_db_engine(settings.effective_database_url))
         self.runs_dir = settings.data_dir / "evals" / "runs"
@@ -192,23 +192,15 @@ class EvalsIngress(ServiceIngress):
         return refresh(run, self.runs, self.jobs(), self.files(run), gate_table)
 
     def report_to_router(self, tenant: str, call_id: str, score: float) -> dict[str, Any]:
-        """The router call's eval feedback, through a Router on the router service's catalogue and database."""
-        from stratmaster.router.service import RoutingError
-
-        if self._router is None:
-            from stratmaster.db.engine import create_db_engine
-            from stratmaster.router.catalogue import load_catalogue
-            from stratmaster.router.repository import RouterRepository
-            from stratmaster.router.service import Router, build_providers
-
-            catalogue = load_catalogue(ROOT / "configs" / "router" / "models.yaml")
-            settings = self.runtime.settings
-            self._router = Router(catalogue, RouterRepository(create_db_engine(settings.effective_database_url)),
-                                  build_providers(catalogue), recommender_enabled=settings.enable_model_recommender_v2)
-        try:
-            return self._router.feedback(tenant, score, call_id=call_id)
-        except RoutingError as exc:
-            raise APIError(exc.status, exc.code, f"router_call_id: {exc.message.removeprefix('call_id: ')}") from None
+        """The router call's eval feedback, sent to the router service (its recommender's reward)."""
+        handle = serve.get_deployment_handle("RouterIngress", app_name="router")
+        envelope = handle.feedback_for.remote(tenant, score, call_id, current_correlation_id()).result(
+            timeout_s=self.args.handle_timeout_s)
+        if "error" in envelope:
+            error = envelope["error"]
+            raise APIError(error["status"], error["code"],
+                           f"router_call_id: {error['message'].removeprefix('call_id: ')}")
+        return envelope["result"]
 
     def build_api(self) -> FastAPI:
         return evals_api(self.service, self.description)

@@ -186,6 +186,18 @@ class RouterIngress(ServiceIngress):
                 return {"error": {"status": exc.status, "code": exc.code, "message": exc.message}}
             return {"result": completion_body(done)}
 
+    async def feedback_for(self, tenant: str, score: float, call_id: str,
+                           correlation_id: str | None = None) -> dict[str, Any]:
+        """Handle method for the evals service: an eval score for a call, as the recommender's reward,
+        as an envelope {"result": the arm's new state} or {"error": ...}."""
+        from stratmaster.logs import correlation_scope
+
+        with correlation_scope(correlation_id):
+            try:
+                return {"result": await asyncio.to_thread(self.router.feedback, tenant, score, call_id=call_id)}
+            except RoutingError as exc:
+                return {"error": {"status": exc.status, "code": exc.code, "message": exc.message}}
+
     def build_api(self) -> FastAPI:
         return router_api(self.service, self.description)
 
