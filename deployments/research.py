@@ -168,7 +168,7 @@ def add_source_routes(api: FastAPI) -> None:
     async def fetch_sources(body: SourcesRequest, request: Request,
                             principal: Principal = Depends(require_principal)) -> JSONResponse:
         ingress: ResearchIngress = request.app.state.ingress
-        results = await asyncio.to_thread(ingress.fetch_and_ingest, principal.tenant, body.urls, body.max_bytes,
+        results = await asyncio.to_thread(ingress.sources.fetch_and_ingest, principal.tenant, body.urls, body.max_bytes,
                                           body.timeout_s, current_correlation_id())
         ok = [r for r in results if r["status"] == "ingested"]
         status = 200 if len(ok) == len(results) else 207 if ok else 422
@@ -319,10 +319,6 @@ class ResearchIngress(ServiceIngress):
             from stratmaster.research.temporal_runner import cancel_run_sync
 
             cancel_run_sync(self.runtime.settings, run_id)
-
-    def fetch_and_ingest(self, tenant: str, urls: list[str], max_bytes: int | None, timeout_s: float | None,
-                         correlation_id: str | None) -> list[dict[str, Any]]:
-        return self.sources.fetch_and_ingest(tenant, urls, max_bytes, timeout_s, correlation_id)
 
     def build_api(self) -> FastAPI:
         return research_api(self.service, self.description)
