@@ -20,10 +20,6 @@ from serverenv import free_loopback_port
 from stratmaster.identity import LocalIssuer
 
 
-def _free_port() -> int:
-    return free_loopback_port()
-
-
 @pytest.fixture(scope="session")
 def platform() -> Iterator[object]:
     from cluster.local import start_platform
@@ -32,8 +28,8 @@ def platform() -> Iterator[object]:
     data_dir = Path(tempfile.mkdtemp(prefix="sm-it-"))
     overrides = {
         "STRATMASTER_DATA_DIR": str(data_dir),
-        "STRATMASTER_HTTP_PORT": str(_free_port()),
-        "STRATMASTER_METRICS_PORT": str(_free_port()),
+        "STRATMASTER_HTTP_PORT": str(free_loopback_port()),
+        "STRATMASTER_METRICS_PORT": str(free_loopback_port()),
     }
     saved = {name: os.environ.get(name) for name in (*overrides, "DATABASE_URL", "REDIS_URL", "KEYCLOAK_URL")}
     os.environ.update(overrides)
@@ -44,7 +40,7 @@ def platform() -> Iterator[object]:
     ray_dir = Path(tempfile.mkdtemp(prefix="smray", dir="/tmp"))
     try:
         # With the dashboard: the evals service submits runs to its job server.
-        running = start_platform(load_settings(), dashboard=True, dashboard_port=_free_port(), temp_dir=ray_dir,
+        running = start_platform(load_settings(), dashboard=True, dashboard_port=free_loopback_port(), temp_dir=ray_dir,
                                  timeout_s=240)
     finally:
         # Ray's processes took their environment at start; other tests must not see ours.

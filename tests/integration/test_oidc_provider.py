@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _start() -> Provider:
+@contextmanager
+def running_provider() -> Iterator[Provider]:
+    """The provider process on a free port, stopped on the way out."""
     node = shutil.which("node")
     if node is None:
         _missing("node is not installed")
@@ -72,17 +75,17 @@ def _start() -> Provider:
         process.kill()
         raise RuntimeError(f"the OIDC provider did not start: {process.stderr.read()}")  # type: ignore[union-attr]
     ready = json.loads(line)
-    return Provider(ready["issuer"], f"http://127.0.0.1:{ready['port']}", process)
+    try:
+        yield Provider(ready["issuer"], f"http://127.0.0.1:{ready['port']}", process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture
 def provider() -> Iterator[Provider]:
-    running = _start()
-    try:
+    with running_provider() as running:
         yield running
-    finally:
-        running.process.terminate()
-        running.process.wait(timeout=10)
 
 
 class CountingVerifier(OidcTokenVerifier):
